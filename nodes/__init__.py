@@ -1,0 +1,22 @@
+"""The pack's ComfyUI nodes (V3 schema): thin wrappers that validate, call pos_core and present."""
+
+from __future__ import annotations
+
+import logging
+
+from comfy_api.latest import ComfyExtension, io
+
+CATEGORY = "PoS spatial"
+NODES: list[type[io.ComfyNode]] = []
+
+
+class PoSExtension(ComfyExtension):
+    """Registers the pack's nodes with ComfyUI."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> PoSExtension:
+    logging.info("[PoS spatial] loaded %d nodes", len(NODES))
+    return PoSExtension()

@@ -1,0 +1,128 @@
+"""PSG: the PoS reward on cross-attention maps, its step schedule and the latent update.
+
+"A left of B" is penalised by L = P(XB <= XA)^2 on the attention marginals; the latent moves
+by z <- z - alpha_i * grad_z L for the first part of the steps (PAPER.md section 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .pse import prob_not_greater
+from .relations import AXIS_2D, canonical_relation
+
+SCALE = 20.0
+SCALE_RANGE = (1.0, 0.5)
+GUIDED_FRACTION = 0.5
+SMOOTH_KERNEL = 3
+SMOOTH_SIGMA = 0.5
+# Loss multiplier per model family: SD1.4 code uses the bare loss, the SDXL notebook x 1000.
+LOSS_SCALE = {"sd1": 1.0, "sd2": 1.0, "sdxl": 1000.0}
+
+
+def gaussian_kernel(size: int = SMOOTH_KERNEL, sigma: float = SMOOTH_SIGMA, authors: bool = True) -> torch.Tensor:
+    """2-D smoothing kernel [size, size] summing to 1.
+
+    `authors=True` reproduces the Attend-and-Excite code the authors use, whose exponent is
+    ((x - mu) / (2 sigma))^2, i.e. a true Gaussian of sigma * sqrt(2); False gives the textbook one.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"smoothing kernel size must be odd and >= 1, got {size}")
+    if not sigma > 0:
+        raise ValueError(f"smoothing sigma must be > 0, got {sigma}")
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-((x / (2 * sigma)) ** 2)) if authors else torch.exp(-(x**2) / (2 * sigma**2))
+    k = g[:, None] * g[None, :]
+    return (k / k.sum()).float()
+
+
+def smooth(maps: torch.Tensor, size: int = SMOOTH_KERNEL, sigma: float = SMOOTH_SIGMA,
+           authors: bool = True) -> torch.Tensor:
+    """Gaussian-smooth [..., H, W] maps with reflect padding, as the authors do before the loss."""
+    if maps.ndim < 2:
+        raise ValueError(f"maps must be [..., H, W], got shape {tuple(maps.shape)}")
+    pad = size // 2
+    if pad and min(maps.shape[-2:]) <= pad:
+        raise ValueError(f"maps of size {tuple(maps.shape[-2:])} are too small for reflect padding")
+    lead = maps.shape[:-2]
+    x = maps.reshape(-1, 1, *maps.shape[-2:])
+    k = gaussian_kernel(size, sigma, authors).to(device=maps.device, dtype=maps.dtype)
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return F.conv2d(x, k[None, None]).reshape(*lead, *maps.shape[-2:])
+
+
+def _marginal(maps: torch.Tensor, axis: str) -> torch.Tensor:
+    m = maps.sum(dim=-2) if axis == "x" else maps.sum(dim=-1)
+    return m / m.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
+
+
+def relation_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str) -> torch.Tensor:
+    """PSG loss per pair of [N, H, W] (already smoothed) maps: P(wrong order)^2, shape [N]."""
+    rel = canonical_relation(relation)
+    if rel not in AXIS_2D:
+        raise ValueError(f"relation {relation!r} cannot guide attention: PSG guides left, right, "
+                         "above and below (use seed search with PSE for front/behind)")
+    if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
+        raise ValueError(f"attention maps must share one [..., H, W] shape, got {tuple(maps_a.shape)} "
+                         f"and {tuple(maps_b.shape)}")
+    axis = "x" if rel in ("left", "right") else "y"
+    pa, pb = _marginal(maps_a, axis), _marginal(maps_b, axis)
+    wrong = prob_not_greater(pa, pb) if rel in ("left", "above") else prob_not_greater(pb, pa)
+    return wrong * wrong
+
+
+def relation_loss(map_a: torch.Tensor, map_b: torch.Tensor, relation: str) -> torch.Tensor:
+    """PSG loss of section 4 on two H x W attention maps (after smoothing); differentiable scalar."""
+    if map_a.ndim != 2 or map_b.ndim != 2:
+        raise ValueError(f"map_a and map_b must be H x W, got {tuple(map_a.shape)} and {tuple(map_b.shape)}")
+    return relation_loss_batch(map_a[None], map_b[None], relation)[0]
+
+
+def relations_loss(pairs: Iterable[tuple[torch.Tensor, torch.Tensor, str]]) -> torch.Tensor:
+    """Sum of `relation_loss_batch` over several (maps_a, maps_b, relation) of one prompt."""
+    total = None
+    for a, b, rel in pairs:
+        term = relation_loss_batch(a, b, rel)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("no relations to guide: give at least one (subject, relation, object)")
+    return total
+
+
+def step_sizes(num_steps: int, scale: float = SCALE, scale_range: Sequence[float] = SCALE_RANGE) -> list[float]:
+    """alpha_i = scale * sqrt(s_i), s = linspace(start, end, num_steps), for every step i."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    start, end = scale_range
+    if num_steps == 1:
+        return [scale * math.sqrt(start)]
+    return [scale * math.sqrt(start + (end - start) * i / (num_steps - 1)) for i in range(num_steps)]
+
+
+def guided_steps(num_steps: int, fraction: float = GUIDED_FRACTION) -> int:
+    """How many leading steps are guided: 25 of 50 at the default 0.5."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"guided fraction must be in [0, 1], got {fraction}")
+    return int(math.floor(num_steps * fraction + 1e-9))
+
+
+def x_update(x: torch.Tensor, grad_z: torch.Tensor, alpha: float, c_in: torch.Tensor | float) -> torch.Tensor:
+    """Apply z <- z - alpha * grad_z to a sampler latent x with z = c_in * x.
+
+    For eps and v models in ComfyUI's k-diffusion form c_in = 1 / sqrt(sigma^2 + sigma_data^2),
+    so x <- x - alpha * grad_z / c_in.
+    """
+    return x - alpha * grad_z / c_in
+
+
+def euler_correction(x: torch.Tensor, x_new: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """What to add to the denoised prediction at x_new so an Euler step from x lands where it
+    would from x_new: (x_new - x) * sigma_next / (sigma - sigma_next)."""
+    if sigma == sigma_next:
+        return torch.zeros_like(x)
+    return (x_new - x) * (sigma_next / (sigma - sigma_next))

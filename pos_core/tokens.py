@@ -1,0 +1,189 @@
+"""CLIP token indices of the objects a relation names, laid out as ComfyUI lays out its context.
+
+ComfyUI splits a prompt into weighted segments ("(red car:1.2)"), BPE-encodes each, and packs
+them into chunks of 77 (start token, up to 75 tokens, end token, padding). The index of a token
+in the conditioning is chunk * 77 + position. SD1 (CLIP-L), SD2 (OpenCLIP-H, same BPE) and
+SDXL (G and L share positions) all use this layout.
+
+Which tokens stand for an object: the tokens of its noun (`relations.noun_words`): the head noun,
+or every word of a known compound ("teddy bear"); a noun split into several BPE tokens keeps them
+all, and guidance averages their maps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable, Sequence
+
+from .relations import Relation, clean_prompt, noun_span
+
+CHUNK = 77
+START, END = 49406, 49407
+MAX_WORD_LENGTH = 8  # ComfyUI keeps a group of fewer tokens in one chunk
+
+Encode = Callable[[str], list[int]]  # BPE ids of a text, without start/end tokens
+Tokenize = Callable[[str], list[list[int]]]  # prompt -> chunks of 77 ids, ComfyUI's layout
+
+
+def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
+    """Split prompt text into (segment, weight) the way ComfyUI reads "(a:1.2)" and "((a))"."""
+    parts, cur, depth = [], "", 0
+    for ch in text:
+        if ch == "(":
+            if depth == 0:
+                if cur:
+                    parts.append(cur)
+                cur = "("
+            else:
+                cur += ch
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                parts.append(cur + ")")
+                cur = ""
+            else:
+                cur += ch
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    out: list[tuple[str, float]] = []
+    for p in parts:
+        if len(p) >= 2 and p[0] == "(" and p[-1] == ")":
+            inner, w = p[1:-1], weight * 1.1
+            colon = inner.rfind(":")
+            if colon > 0:
+                try:
+                    w, inner = float(inner[colon + 1:]), inner[:colon]
+                except ValueError:
+                    pass
+            out += parse_weights(inner, w)
+        else:
+            out.append((p, weight))
+    return out
+
+
+def comfy_chunks(text: str, encode: Encode, start: int = START, end: int = END, pad: int = END) -> list[list[int]]:
+    """Token chunks of a prompt as ComfyUI's SD tokenizer builds them (embeddings not expanded)."""
+    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    groups = []
+    for seg, _ in parse_weights(text):
+        seg = seg.replace("\0\1", ")").replace("\0\2", "(")
+        if seg:
+            groups.append(list(encode(seg)))
+    chunks, batch = [], [start]
+    chunks.append(batch)
+    for group in groups:
+        large = len(group) >= MAX_WORD_LENGTH
+        while group:
+            if len(group) + len(batch) > CHUNK - 1:
+                room = CHUNK - len(batch) - 1
+                if large:
+                    batch.extend(group[:room])
+                    group = group[room:]
+                    batch.append(end)
+                else:
+                    batch.append(end)
+                    batch.extend([pad] * room)
+                batch = [start]
+                chunks.append(batch)
+            else:
+                batch.extend(group)
+                group = []
+    batch.append(end)
+    batch.extend([pad] * (CHUNK - len(batch)))
+    return chunks
+
+
+def content_tokens(chunks: Sequence[Sequence[int]], start: int = START, end: int = END) -> list[tuple[int, int]]:
+    """(token id, context index) of every prompt token: start, end and padding left out."""
+    out = []
+    for c, chunk in enumerate(chunks):
+        for p, tok in enumerate(chunk):
+            if p == 0 and tok == start:
+                continue
+            if tok == end:
+                break
+            out.append((int(tok), c * CHUNK + p))
+    return out
+
+
+def _matches(stream: list[tuple[int, int]], word: list[int]) -> list[list[int]]:
+    n = len(word)
+    ids = [t for t, _ in stream]
+    return [[i for _, i in stream[k:k + n]] for k in range(len(ids) - n + 1) if ids[k:k + n] == word]
+
+
+def word_token_indices(prompt: str, span: tuple[int, int], words: str, tokenize: Tokenize) -> list[int]:
+    """Context indices of the tokens of `words`, the occurrence of them that sits at `span`.
+
+    The occurrence is counted by tokenizing the prompt up to the span, so the same word twice
+    ("a dog left of a big dog") resolves by position, and weights or chunking cannot shift it.
+    """
+    word = [t for t, _ in content_tokens(tokenize(words))]
+    if not word:
+        raise ValueError(f"{words!r} has no tokens")
+    found = _matches(content_tokens(tokenize(prompt)), word)
+    before = len(_matches(content_tokens(tokenize(prompt[:span[0]])), word))
+    if before >= len(found):
+        raise ValueError(f"could not find the tokens of {words!r} in the prompt {prompt!r}")
+    return found[before]
+
+
+def noun_token_indices(prompt: str, span: tuple[int, int], tokenize: Tokenize) -> list[int]:
+    """Token indices of the noun of the phrase at `span` (see the module docstring)."""
+    start, end = noun_span(prompt, span)
+    nouns = " ".join(clean_prompt(prompt[start:end]).lower().split())
+    return word_token_indices(prompt, (start, end), nouns, tokenize)
+
+
+def relation_token_indices(prompt: str, rel: Relation, tokenize: Tokenize) -> tuple[list[int], list[int]]:
+    """(subject indices, object indices) of a parsed relation in the CLIP context."""
+    return (noun_token_indices(prompt, rel.subject_span, tokenize),
+            noun_token_indices(prompt, rel.object_span, tokenize))
+
+
+def clip_tokenizer(path: str):
+    """A transformers CLIPTokenizer from a folder with vocab.json + merges.txt (ComfyUI's
+    sd1_tokenizer, a hub snapshot) or from CLIP's bpe_simple_vocab_16e6.txt.gz (open_clip ships it)."""
+    from transformers import CLIPTokenizer
+
+    folder = path
+    if not os.path.isdir(path):
+        folder = path + ".hf"
+        if not os.path.exists(os.path.join(folder, "merges.txt")):
+            _bpe_to_hf(path, folder)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 printable stand-ins for bytes of byte-level BPE (GPT-2, CLIP), in vocabulary order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    rest = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + i) for i in range(len(rest))]
+
+
+def _bpe_to_hf(bpe_gz: str, folder: str) -> None:
+    """Write vocab.json and merges.txt equivalent to CLIP's own vocabulary built from its BPE file."""
+    lines = gzip.open(bpe_gz).read().decode("utf-8").split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]
+    vocab = list(_byte_alphabet())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({v: i for i, v in enumerate(vocab)}, f)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def tokenize_fn(tokenizer, pad: int = END) -> Tokenize:
+    """A `Tokenize` from a transformers CLIP tokenizer; pad=0 for SD2 / SDXL's G encoder."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text)["input_ids"][1:-1]
+
+    return lambda text: comfy_chunks(text, encode, pad=pad)

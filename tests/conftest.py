@@ -1,0 +1,61 @@
+"""Shared fixtures: the real CLIP BPE vocabulary and the ComfyUI checkout named by COMFYUI_PATH."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CACHE = Path(os.environ.get("POS_TEST_CACHE", Path.home() / ".cache" / "pos_spatial_tests"))
+
+
+def clip_bpe_path() -> str | None:
+    """CLIP's BPE file: $POS_CLIP_BPE, else the copy the open_clip_torch package ships."""
+    env = os.environ.get("POS_CLIP_BPE")
+    if env:
+        return env
+    spec = importlib.util.find_spec("open_clip")
+    if spec and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+        if path.exists():
+            return str(path)
+    return None
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    """transformers CLIPTokenizer on the real CLIP vocabulary (built once into the test cache)."""
+    bpe = clip_bpe_path()
+    if bpe is None:
+        pytest.skip("no CLIP BPE vocabulary: pip install --no-deps open_clip_torch, or set POS_CLIP_BPE")
+    from pos_core.tokens import clip_tokenizer as make
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    local = CACHE / "bpe_simple_vocab_16e6.txt.gz"
+    if not local.exists():
+        local.write_bytes(Path(bpe).read_bytes())
+    return make(str(local))
+
+
+@pytest.fixture(scope="session")
+def comfyui_path() -> Path:
+    """The ComfyUI checkout host tests run against; they skip where COMFYUI_PATH is unset."""
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        pytest.skip("host test: set COMFYUI_PATH to a ComfyUI checkout to run it")
+    p = Path(path)
+    if not (p / "comfy").is_dir():
+        pytest.fail(f"COMFYUI_PATH={path} is not a ComfyUI checkout (no comfy/ folder)")
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+    import torch
+    from comfy.cli_args import args
+
+    args.cpu = args.cpu or not torch.cuda.is_available()
+    return p

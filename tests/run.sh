@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's one test command (README, "Tests"). It installs everything the tests need into a
+# virtual environment (torch included), then runs the host-free tier and, where COMFYUI_PATH names a
+# ComfyUI checkout, the host tier (which otherwise skips, saying why). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${POS_VENV:-.venv}"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null 2>&1 || python=python3
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+py="$venv/bin/python"
+pip() { "$py" -m pip install -q --disable-pip-version-check "$@"; }
+"$py" -c "import torch, torchvision" 2>/dev/null || pip torch==2.14.1 torchvision==0.29.1
+pip -r tests/requirements.txt
+# open_clip_torch ships CLIP's real BPE vocabulary; the tests read that file only, so no deps.
+"$py" -c "import importlib.util as u; assert u.find_spec('open_clip')" 2>/dev/null || pip --no-deps open_clip_torch==3.3.0
+if [ -n "${COMFYUI_PATH:-}" ]; then
+  grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$)' "$COMFYUI_PATH/requirements.txt" > "$venv/comfyui-requirements.txt"
+  pip -r "$venv/comfyui-requirements.txt" requests
+fi
+exec "$py" -m pytest tests -ra "$@"

@@ -1,0 +1,119 @@
+import math
+
+import pytest
+import torch
+
+from pos_core import guidance as G
+from pos_core.pse import pse
+
+
+def blob(h, w, cx, cy, s=1.5):
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    return torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
+
+
+def test_loss_is_squared_probability_of_wrong_order():
+    a, b = blob(16, 16, 3, 8), blob(16, 16, 12, 8)
+    assert float(G.relation_loss(a, b, "left")) < 1e-6
+    right = float(G.relation_loss(a, b, "right"))
+    assert right == pytest.approx(1.0, abs=1e-4)
+    # hand-computed: two point masses on x=1 (A) and x=0 (B) -> P(XB <= XA) = 1 for left
+    pa, pb = torch.zeros(2, 2), torch.zeros(2, 2)
+    pa[0, 1], pb[0, 0] = 1, 1
+    assert float(G.relation_loss(pa, pb, "left")) == pytest.approx(1.0)
+    # identical maps: P(XB <= XA) = sum p * cdf = 1/2 + sum p^2 / 2
+    u = torch.ones(4, 4)
+    expect = (0.5 + 0.5 * 4 * (1 / 16)) ** 2
+    assert float(G.relation_loss(u, u, "above")) == pytest.approx(expect)
+
+
+def test_loss_agrees_with_pse_direction():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        a, b = torch.rand(8, 8, generator=g), torch.rand(8, 8, generator=g)
+        for rel in ("left", "right", "above", "below"):
+            if pse(a, b, rel) > 0.05:
+                assert float(G.relation_loss(a, b, rel)) < float(G.relation_loss(b, a, rel))
+
+
+def test_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(1)
+    for rel in ("left", "right", "above", "below"):
+        a = torch.rand(6, 7, dtype=torch.float64, generator=g, requires_grad=True)
+        b = torch.rand(6, 7, dtype=torch.float64, generator=g, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, y: G.relation_loss(G.smooth(x), G.smooth(y), rel), (a, b))
+
+
+def test_sum_over_relations():
+    a, b, c = blob(10, 10, 2, 2), blob(10, 10, 7, 2), blob(10, 10, 5, 8)
+    total = G.relations_loss([(a[None], b[None], "right"), (c[None], a[None], "above")])
+    expect = G.relation_loss(a, b, "right") + G.relation_loss(c, a, "above")
+    assert float(total[0]) == pytest.approx(float(expect))
+    with pytest.raises(ValueError, match="no relations"):
+        G.relations_loss([])
+
+
+def test_kernel_matches_authors_and_textbook_forms():
+    k = G.gaussian_kernel(3, 0.5)
+    e = math.exp(-1.0)  # authors: exp(-((1) / (2 * 0.5)) ** 2)
+    row = torch.tensor([e, 1.0, e]) / (1 + 2 * e)
+    assert torch.allclose(k, row[:, None] * row[None, :], atol=1e-6)
+    t = G.gaussian_kernel(3, 0.5, authors=False)
+    e2 = math.exp(-2.0)
+    row2 = torch.tensor([e2, 1.0, e2]) / (1 + 2 * e2)
+    assert torch.allclose(t, row2[:, None] * row2[None, :], atol=1e-6)
+
+
+def test_smoothing_uses_reflect_padding():
+    m = torch.zeros(5, 5)
+    m[0, 0] = 1.0
+    out = G.smooth(m)
+    k = G.gaussian_kernel()
+    # reflect padding mirrors row/col 1 (not 0): the corner receives only the centre weight
+    assert float(out[0, 0]) == pytest.approx(float(k[1, 1]))
+    m2 = torch.zeros(5, 5)
+    m2[1, 0] = 1.0  # row 1 is mirrored into the padding above row 0, so row 0 sees it twice
+    assert float(G.smooth(m2)[0, 0]) == pytest.approx(float(k[0, 1] + k[2, 1]))
+    assert out.shape == m.shape
+    batch = G.smooth(torch.stack([m, m.T]))
+    assert torch.allclose(batch[1], G.smooth(m.T))
+
+
+def test_schedule():
+    steps = G.step_sizes(50)
+    assert len(steps) == 50
+    assert steps[0] == pytest.approx(20.0)
+    assert steps[-1] == pytest.approx(20 * math.sqrt(0.5))
+    assert steps[10] == pytest.approx(20 * math.sqrt(1 - 0.5 * 10 / 49))
+    assert G.guided_steps(50) == 25 and G.guided_steps(50, 0.2) == 10 and G.guided_steps(7) == 3
+    with pytest.raises(ValueError):
+        G.guided_steps(50, 1.5)
+    with pytest.raises(ValueError):
+        G.step_sizes(0)
+
+
+def test_z_step_maps_to_x_step():
+    sigma = 3.0
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    c_in = 1 / math.sqrt(sigma**2 + 1)
+    z = x * c_in
+    grad = torch.randn_like(x)
+    z_new = z - 7.0 * grad
+    assert torch.allclose(G.x_update(x, grad, 7.0, c_in) * c_in, z_new)
+
+
+def test_euler_correction_reproduces_step_from_updated_latent():
+    s, s_next = 5.0, 3.0
+    x = torch.randn(2, 4, 4, dtype=torch.float64)
+    x_new = x + 0.1 * torch.randn_like(x)
+    denoised_new = torch.randn_like(x)
+    euler = lambda xx, d: xx + (xx - d) / s * (s_next - s)  # noqa: E731
+    corrected = denoised_new + G.euler_correction(x, x_new, s, s_next)
+    assert torch.allclose(euler(x, corrected), euler(x_new, denoised_new))
+
+
+def test_bad_relation_for_guidance():
+    with pytest.raises(ValueError, match="cannot guide"):
+        G.relation_loss(torch.ones(4, 4), torch.ones(4, 4), "front")
+    with pytest.raises(ValueError, match="H x W"):
+        G.relation_loss(torch.ones(4), torch.ones(4), "left")
