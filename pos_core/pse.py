@@ -16,7 +16,7 @@ from .relations import AXIS_2D, DEPTH, canonical_relation
 
 DEPTH_BINS = 128
 ACCURACY_THRESHOLD = 0.01
-_CHUNK_BYTES = 1 << 20  # masks are reduced in slices of about this size, so both passes hit cache
+_CHUNK_BYTES = 4 << 20  # validated masks are reduced in slices of this size, so the sum reads cache
 
 
 @dataclass
@@ -32,8 +32,8 @@ class PSEResult:
         return aggregate(self.scores, self.missing_a, self.missing_b)
 
 
-def as_masks(masks, name: str = "mask", ndim: int = 2) -> torch.Tensor:
-    """Validate masks (torch or numpy, bool or numeric) and return them as a float tensor."""
+def _coerce(masks, name: str, ndim: int) -> torch.Tensor:
+    """Masks (torch, numpy, nested lists; bool or numeric) as a floating tensor of `ndim` dims."""
     if isinstance(masks, np.ndarray):
         masks = torch.from_numpy(np.ascontiguousarray(masks))
     elif not isinstance(masks, torch.Tensor):
@@ -44,35 +44,64 @@ def as_masks(masks, name: str = "mask", ndim: int = 2) -> torch.Tensor:
     if masks.ndim != ndim:
         shape = "H x W" if ndim == 2 else "N x H x W"
         raise ValueError(f"{name} must be {shape}, got shape {tuple(masks.shape)}")
-    if masks.dtype == torch.bool or not masks.is_floating_point():
+    if not masks.is_floating_point():
         masks = masks.to(torch.float32)
-    if masks.numel() and not bool(torch.isfinite(masks).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; masks must be finite")
-    if masks.numel() and bool((masks < 0).any()):
-        raise ValueError(f"{name} has negative values; masks must be >= 0 (binary or soft)")
     return masks
 
 
-def marginals(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Unnormalised x- and y-marginals ([..., W], [..., H]) and totals of [..., H, W] maps."""
-    px = masks.sum(dim=-2)
-    return px, masks.sum(dim=-1), px.sum(dim=-1)
+def _check_range(lo: torch.Tensor, name: str) -> None:
+    if bool(torch.isnan(lo).any()):
+        raise ValueError(f"{name} contains NaN values; masks must be finite")
+    if bool((lo < 0).any()):
+        raise ValueError(f"{name} has negative values; masks must be >= 0 (binary or soft)")
 
 
-def _marginals_chunked(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`marginals` for a large [N, H, W] batch, slice by slice so the second reduction reads cache."""
+def as_masks(masks, name: str = "mask", ndim: int = 2) -> torch.Tensor:
+    """Validate masks (finite, >= 0, `ndim` dims) and return them as a floating tensor."""
+    masks = _coerce(masks, name, ndim)
+    if masks.numel():
+        _check_range(masks.amin().reshape(1), name)
+        if not bool(torch.isfinite(masks.amax())):
+            raise ValueError(f"{name} contains infinite values; masks must be finite")
+    return masks
+
+
+def axis_marginal(masks: torch.Tensor, axis: str, name: str = "masks", validate: bool = True) -> torch.Tensor:
+    """Unnormalised marginal of [N, H, W] masks on one axis: x -> [N, W], y -> [N, H].
+
+    Only the relation's axis is reduced, so the masks are read once. With `validate` every pixel
+    is checked to be >= 0 in the same slice-by-slice pass (slices stay in cache for the sum);
+    NaN and infinity always surface through the sums.
+    """
     n = masks.shape[0]
     per = max(1, _CHUNK_BYTES // max(1, masks[0].numel() * masks.element_size()))
-    if masks.device.type != "cpu" or n <= per:
-        return marginals(masks)
-    dt = masks.dtype if masks.is_floating_point() else torch.float32
-    px = torch.empty(masks.shape[:-2] + masks.shape[-1:], dtype=dt)
-    py = torch.empty(masks.shape[:-1], dtype=dt)
-    for i in range(0, n, per):
-        chunk = masks[i:i + per]
-        torch.sum(chunk, dim=-2, out=px[i:i + per])
-        torch.sum(chunk, dim=-1, out=py[i:i + per])
-    return px, py, px.sum(dim=-1)
+    if not validate or n == 0:
+        out = _reduce(masks, axis)
+    elif masks.device.type != "cpu" or n <= per:
+        _check_range(masks.amin().reshape(1), name)
+        out = _reduce(masks, axis)
+    else:
+        out = torch.empty((n, masks.shape[2] if axis == "x" else masks.shape[1]), dtype=masks.dtype)
+        lows = torch.empty((n + per - 1) // per, dtype=masks.dtype)
+        for k, i in enumerate(range(0, n, per)):
+            chunk = masks[i:i + per]
+            lows[k] = chunk.amin()
+            out[i:i + per] = _reduce(chunk, axis)
+        _check_range(lows, name)
+    if out.numel() and not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; masks must be finite")
+    return out
+
+
+def _reduce(masks: torch.Tensor, axis: str) -> torch.Tensor:
+    """Column sums (x) or row sums (y) of [N, H, W]; column sums as a batched product with ones,
+    which streams rows and beats a strided sum on the CPU."""
+    if axis == "y":
+        return masks.sum(dim=-1)
+    if masks.device.type == "cpu" and masks.dtype in (torch.float32, torch.float64):
+        ones = torch.ones(1, 1, masks.shape[1], dtype=masks.dtype).expand(masks.shape[0], 1, masks.shape[1])
+        return torch.bmm(ones, masks).squeeze(1)
+    return masks.sum(dim=-2)
 
 
 def prob_not_greater(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -91,32 +120,37 @@ def _normalise(x: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
 
 def _axis_and_order(relation: str) -> tuple[str, bool]:
     rel = canonical_relation(relation)
+    if rel in DEPTH:
+        raise ValueError(f"relation {relation!r} is a depth relation: use pse_depth with a depth map; "
+                         "pse takes left, right, above or below")
     if rel not in AXIS_2D:
-        hint = " use pse_depth with a depth map" if rel in DEPTH else ""
-        raise ValueError(
-            f"relation {relation!r} is not a 2D direction; pse takes left, right, above or below;{hint}"
-            if hint else f"relation {relation!r} has no direction (near); PSE scores left, right, "
-            "above, below (2D) and front, behind (depth)"
-        )
+        raise ValueError(f"relation {relation!r} has no direction (near); PSE scores left, right, "
+                         "above, below (2D) and front, behind (depth)")
     return ("x" if rel in ("left", "right") else "y"), rel in ("left", "above")
 
 
-def pse_batch(masks_a, masks_b, relation: str) -> PSEResult:
-    """PSE of N mask pairs ([N, H, W] each, any device) for one 2D relation "A <relation> B"."""
-    a = as_masks(masks_a, "masks_a", 3)
-    b = as_masks(masks_b, "masks_b", 3)
+def _scores(pa: torch.Tensor, pb: torch.Tensor, forward: bool) -> PSEResult:
+    """PSE from unnormalised marginals of A and B on the relation's axis."""
+    ta, tb = pa.sum(dim=-1), pb.sum(dim=-1)
+    pa, pb = _normalise(pa, ta), _normalise(pb, tb)
+    sup = superiority(pa, pb) if forward else superiority(pb, pa)
+    missing_a, missing_b = ta <= 0, tb <= 0
+    scores = torch.where(missing_a | missing_b, torch.zeros_like(sup), sup.clamp(0.0, 1.0))
+    return PSEResult(scores, missing_a, missing_b)
+
+
+def pse_batch(masks_a, masks_b, relation: str, validate: bool = True) -> PSEResult:
+    """PSE of N mask pairs ([N, H, W] each, any device) for one 2D relation "A <relation> B".
+
+    `validate=False` skips the per-pixel >= 0 check for masks known to be valid (detector output).
+    """
+    a = _coerce(masks_a, "masks_a", 3)
+    b = _coerce(masks_b, "masks_b", 3)
     if a.shape != b.shape:
         raise ValueError(f"masks_a {tuple(a.shape)} and masks_b {tuple(b.shape)} differ in shape; "
                          "resize one to the other first")
     axis, forward = _axis_and_order(relation)
-    ax, ay, ta = _marginals_chunked(a)
-    bx, by, tb = _marginals_chunked(b)
-    pa, pb = (ax, bx) if axis == "x" else (ay, by)
-    pa, pb = _normalise(pa, ta), _normalise(pb, tb)
-    sup = superiority(pa, pb) if forward else superiority(pb, pa)
-    missing_a, missing_b = ta <= 0, tb <= 0
-    scores = torch.where(missing_a | missing_b, torch.zeros_like(sup), sup.clamp_min(0.0))
-    return PSEResult(scores.clamp_max(1.0), missing_a, missing_b)
+    return _scores(axis_marginal(a, axis, "masks_a", validate), axis_marginal(b, axis, "masks_b", validate), forward)
 
 
 def pse(mask_a, mask_b, relation: str) -> float:
@@ -126,7 +160,7 @@ def pse(mask_a, mask_b, relation: str) -> float:
     if a.shape != b.shape:
         raise ValueError(f"mask_a {tuple(a.shape)} and mask_b {tuple(b.shape)} differ in shape; "
                          "resize one to the other first")
-    return float(pse_batch(a[None], b[None], relation).scores[0])
+    return float(pse_batch(a[None], b[None], relation, validate=False).scores[0])
 
 
 def depth_histograms(masks_a, masks_b, depth, bins: int = DEPTH_BINS):
@@ -137,14 +171,12 @@ def depth_histograms(masks_a, masks_b, depth, bins: int = DEPTH_BINS):
     """
     a = as_masks(masks_a, "masks_a", 3)
     b = as_masks(masks_b, "masks_b", 3)
-    d = depth
-    if isinstance(d, (np.ndarray, list)) or (isinstance(d, torch.Tensor) and d.ndim == 2):
-        d = torch.as_tensor(np.asarray(d) if not isinstance(d, torch.Tensor) else d)
-        if d.ndim == 2:
-            d = d.expand(a.shape[0], *d.shape)
-    if not isinstance(d, torch.Tensor) or d.shape != a.shape:
+    d = depth if isinstance(depth, torch.Tensor) else torch.as_tensor(np.asarray(depth, dtype=np.float32))
+    if d.ndim == 2:
+        d = d.expand(a.shape[0], *d.shape)
+    if d.shape != a.shape:
         raise ValueError(f"depth must be H x W or N x H x W like the masks {tuple(a.shape)}, "
-                         f"got {tuple(getattr(d, 'shape', ()))}")
+                         f"got {tuple(d.shape)}")
     if a.shape != b.shape:
         raise ValueError(f"masks_a {tuple(a.shape)} and masks_b {tuple(b.shape)} differ in shape")
     d = d.to(device=a.device, dtype=torch.float32)
@@ -170,12 +202,7 @@ def pse_depth_batch(masks_a, masks_b, depth, relation: str, bins: int = DEPTH_BI
         raise ValueError(f"relation {relation!r} is not a depth relation; pse_depth takes front or "
                          "behind (use pse for left, right, above, below)")
     ha, hb = depth_histograms(masks_a, masks_b, depth, bins)
-    ta, tb = ha.sum(-1), hb.sum(-1)
-    pa, pb = _normalise(ha, ta), _normalise(hb, tb)
-    sup = superiority(pb, pa) if rel == "front" else superiority(pa, pb)
-    missing_a, missing_b = ta <= 0, tb <= 0
-    scores = torch.where(missing_a | missing_b, torch.zeros_like(sup), sup.clamp(0.0, 1.0))
-    return PSEResult(scores, missing_a, missing_b)
+    return _scores(ha, hb, forward=rel == "behind")
 
 
 def pse_depth(mask_a, mask_b, depth, relation: str, bins: int = DEPTH_BINS) -> float:
