@@ -6,8 +6,9 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-CATEGORY = "PoS spatial"
-NODES: list[type[io.ComfyNode]] = []
+from . import attention_maps, guidance, relations
+
+NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES]
 
 
 class PoSExtension(ComfyExtension):
@@ -18,5 +19,5 @@ class PoSExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> PoSExtension:
-    logging.info("[PoS spatial] loaded %d nodes", len(NODES))
+    logging.info("[PoS spatial] %d nodes: spatial relations, PSG guidance, PSE scoring", len(NODES))
     return PoSExtension()

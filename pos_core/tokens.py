@@ -15,7 +15,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .relations import Relation, clean_prompt, noun_span
 
@@ -187,3 +189,57 @@ def tokenize_fn(tokenizer, pad: int = END) -> Tokenize:
         return tokenizer(text)["input_ids"][1:-1]
 
     return lambda text: comfy_chunks(text, encode, pad=pad)
+
+
+@dataclass(frozen=True)
+class TokenRelation:
+    """A relation with the CLIP context indices of its subject's and object's noun tokens."""
+
+    subject: str
+    relation: str
+    object: str
+    subject_tokens: tuple[int, ...]
+    object_tokens: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"subject": self.subject, "relation": self.relation, "object": self.object,
+                "subject_tokens": list(self.subject_tokens), "object_tokens": list(self.object_tokens)}
+
+
+@dataclass(frozen=True)
+class RelationSet:
+    """What the POS_RELATIONS socket carries: the prompt and its token-bound relations."""
+
+    prompt: str
+    relations: tuple[TokenRelation, ...]
+
+    def __add__(self, other: "RelationSet") -> "RelationSet":
+        if other.prompt and self.prompt and other.prompt != self.prompt:
+            raise ValueError("relations chained together must come from the same prompt")
+        return RelationSet(self.prompt or other.prompt, self.relations + other.relations)
+
+    def to_json(self) -> dict:
+        return {"prompt": self.prompt, "relations": [r.to_json() for r in self.relations]}
+
+
+def bind_relations(prompt: str, relations: Sequence[Relation], tokenize: Tokenize) -> RelationSet:
+    """Token-bound relations of a prompt, for guidance and attention maps."""
+    bound = []
+    for rel in relations:
+        s, o = relation_token_indices(prompt, rel, tokenize)
+        bound.append(TokenRelation(rel.subject, rel.relation, rel.object, tuple(s), tuple(o)))
+    return RelationSet(prompt, tuple(bound))
+
+
+def find_phrase(prompt: str, words: str) -> tuple[int, int]:
+    """Character span of the first whole-word occurrence of `words` in the prompt (any case,
+    ComfyUI syntax ignored); ValueError naming the words when they are not there."""
+    text = clean_prompt(prompt).lower()
+    target = " ".join(words.lower().split())
+    if not target:
+        raise ValueError("empty words: type the subject or object as it appears in the prompt")
+    pattern = r"(?<![\w-])" + r"\W+".join(re.escape(w) for w in target.split()) + r"(?![\w-])"
+    found = list(re.finditer(pattern, text))
+    if not found:
+        raise ValueError(f"{words!r} is not in the prompt; type a word or phrase that appears in it")
+    return found[0].span()

@@ -1,0 +1,129 @@
+"""Relation nodes: spatial relations of a prompt, bound to the CLIP token indices of its objects."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..pos_core.relations import CANONICAL, canonical_relation, parse
+from ..pos_core.tokens import RelationSet, TokenRelation, bind_relations, find_phrase, word_token_indices
+
+from .common import CATEGORY, PosRelations
+
+KEYS = ("l", "g", "h")  # CLIP-L (SD1, SDXL), CLIP-G (SDXL), OpenCLIP-H (SD2): positions are shared
+
+
+def clip_tokenize(clip):
+    """A pos_core `Tokenize` over the CLIP's own tokenizer: prompt -> chunks of token ids."""
+
+    def tokenize(text: str) -> list[list[int]]:
+        tokens = clip.tokenize(text)
+        key = next((k for k in KEYS if k in tokens), None)
+        if key is None:
+            raise ValueError(f"this CLIP ({', '.join(tokens)}) is not a CLIP-L/G/H text encoder: "
+                             "PoS relations work with SD1.x, SD2.x and SDXL checkpoints")
+        return [[t if isinstance(t, int) else -1 for t, *_ in chunk] for chunk in tokens[key]]
+
+    return tokenize
+
+
+def _check_clip(clip) -> None:
+    if clip is None:
+        raise ValueError("clip is empty: connect the CLIP output of your checkpoint loader")
+
+
+class PoSRelationsFromPrompt(io.ComfyNode):
+    """Parse the prompt's spatial relations and encode it, so one node replaces CLIP Text Encode."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PoSRelationsFromPrompt",
+            display_name="PoS Relations from Prompt",
+            category=CATEGORY,
+            description="Finds spatial relations such as 'a cat to the left of a dog' in the prompt, "
+                        "with the CLIP tokens of each object, and encodes the prompt.",
+            inputs=[
+                io.Clip.Input("clip", tooltip="The CLIP of your checkpoint (SD1.x, SD2.x or SDXL)."),
+                io.String.Input("text", multiline=True, dynamic_prompts=True,
+                                default="a photo of a cat to the left of a dog",
+                                tooltip="The prompt. Relations: left/right of, above/over/on top of, "
+                                        "below/under, in front of, behind, next to. Weights like "
+                                        "(red car:1.2) are fine."),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="CONDITIONING",
+                                       tooltip="The encoded prompt, as CLIP Text Encode gives it."),
+                PosRelations.Output(display_name="POS_RELATIONS",
+                                    tooltip="The relations and their token indices, for PoS Guidance, "
+                                            "PoS Attention Maps, PoS Score and PoS Seed Search."),
+                io.String.Output(display_name="relations",
+                                 tooltip="The relations found, one a line, to check the parse."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, clip, text: str) -> io.NodeOutput:
+        _check_clip(clip)
+        rels = parse(text)
+        if not rels:
+            raise ValueError(
+                f"no spatial relation found in the prompt {text!r}. Write one such as 'a cat to the "
+                "left of a dog', 'a lamp above a table' or 'a vase in front of a clock', or add them "
+                "by hand with PoS Relation nodes.")
+        bound = bind_relations(text, rels, clip_tokenize(clip))
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+        summary = "\n".join(f"{r.subject} | {r.relation} | {r.object}   tokens {list(r.subject_tokens)} / "
+                            f"{list(r.object_tokens)}" for r in bound.relations)
+        return io.NodeOutput(cond, bound, summary)
+
+
+class PoSRelation(io.ComfyNode):
+    """One relation typed by hand; chain several into one POS_RELATIONS."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PoSRelation",
+            display_name="PoS Relation",
+            category=CATEGORY,
+            description="A relation 'subject relation object' typed by hand, found in the prompt's tokens.",
+            inputs=[
+                io.Clip.Input("clip", tooltip="The CLIP the prompt is encoded with."),
+                io.String.Input("text", multiline=True, default="a photo of a cat and a dog",
+                                tooltip="The prompt exactly as you encode it (convert to an input to share it)."),
+                io.String.Input("subject", default="cat",
+                                tooltip="The object that should be placed: a word or phrase of the prompt."),
+                io.Combo.Input("relation", options=list(CANONICAL), default="left",
+                               tooltip="Where the subject goes relative to the object."),
+                io.String.Input("object", default="dog",
+                                tooltip="The reference object: a word or phrase of the prompt."),
+                PosRelations.Input("relations", optional=True,
+                                   tooltip="Relations to add this one to (chain PoS Relation nodes)."),
+            ],
+            outputs=[PosRelations.Output(display_name="POS_RELATIONS",
+                                         tooltip="The chained relations with their token indices.")],
+        )
+
+    @classmethod
+    def execute(cls, clip, text: str, subject: str, relation: str, object: str,
+                relations: RelationSet | None = None) -> io.NodeOutput:
+        _check_clip(clip)
+        rel = canonical_relation(relation)
+        tokenize = clip_tokenize(clip)
+        found = {}
+        for name, words in (("subject", subject), ("object", object)):
+            try:
+                span = find_phrase(text, words)
+            except ValueError as e:
+                raise ValueError(f"{name} {words!r} is not in the prompt {text!r}: type a word that appears "
+                                 "in the prompt (or change the prompt)") from e
+            phrase = " ".join(words.lower().split())
+            found[name] = tuple(word_token_indices(text, span, phrase, tokenize))
+        if found["subject"] == found["object"]:
+            raise ValueError("subject and object point at the same words: give two different objects")
+        one = RelationSet(text, (TokenRelation(" ".join(subject.split()), rel, " ".join(object.split()),
+                                               found["subject"], found["object"]),))
+        return io.NodeOutput(one if relations is None else relations + one)
+
+
+NODES = [PoSRelationsFromPrompt, PoSRelation]
