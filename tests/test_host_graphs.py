@@ -1,0 +1,111 @@
+"""Host tests through the real ComfyUI server: graphs queued on /prompt with each sampler node."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import comfy_host
+
+PROMPT = "a photo of a cat to the left of a dog"
+
+
+@pytest.fixture(scope="module")
+def srv(comfyui_path, tmp_path_factory):
+    with comfy_host.server(comfyui_path, tmp_path_factory.mktemp("comfy")) as s:
+        yield s
+
+
+def base_graph(steps=4, prompt=PROMPT, scale=20.0):
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": comfy_host.FIXTURE}},
+        "2": {"class_type": "PoSRelationsFromPrompt", "inputs": {"clip": ["1", 1], "text": prompt}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+        "4": {"class_type": "PoSGuidance", "inputs": {
+            "model": ["1", 0], "relations": ["2", 1], "scale": scale, "guided_fraction": 0.5,
+            "loss_scale": -1.0, "smoothing": True, "attention_level": "auto"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "PoSAttentionMaps", "inputs": {"attention": ["4", 1], "images": ["7", 0],
+                                                           "start_step": 0, "end_step": -1}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "pos_test"}},
+    }
+
+
+SAMPLERS = {
+    "KSampler": {"6": {"class_type": "KSampler", "inputs": {
+        "model": ["4", 0], "seed": 7, "steps": 4, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
+        "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["5", 0], "denoise": 1.0}}},
+    "KSamplerAdvanced": {"6": {"class_type": "KSamplerAdvanced", "inputs": {
+        "model": ["4", 0], "add_noise": "enable", "noise_seed": 7, "steps": 4, "cfg": 5.0,
+        "sampler_name": "dpmpp_2m", "scheduler": "karras", "positive": ["2", 0], "negative": ["3", 0],
+        "latent_image": ["5", 0], "start_at_step": 0, "end_at_step": 10000,
+        "return_with_leftover_noise": "disable"}}},
+    "SamplerCustom": {
+        "6": {"class_type": "SamplerCustom", "inputs": {
+            "model": ["4", 0], "add_noise": True, "noise_seed": 7, "cfg": 5.0, "positive": ["2", 0],
+            "negative": ["3", 0], "sampler": ["10", 0], "sigmas": ["11", 0], "latent_image": ["5", 0]}},
+        "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "heun"}},
+        "11": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal",
+                                                          "steps": 4, "denoise": 1.0}}},
+    "SamplerCustomAdvanced": {
+        "6": {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["12", 0], "guider": ["13", 0], "sampler": ["10", 0], "sigmas": ["11", 0],
+            "latent_image": ["5", 0]}},
+        "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler_ancestral"}},
+        "11": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "simple",
+                                                          "steps": 4, "denoise": 1.0}},
+        "12": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
+        "13": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["2", 0],
+                                                     "negative": ["3", 0], "cfg": 5.0}}},
+}
+
+
+def test_nodes_are_in_object_info(srv):
+    info = srv.get("/object_info")
+    for name in ("PoSRelationsFromPrompt", "PoSRelation", "PoSGuidance", "PoSAttentionCapture", "PoSAttentionMaps"):
+        assert name in info, name
+        assert info[name]["category"] == "PoS spatial"
+    g = info["PoSGuidance"]["input"]["required"]
+    assert g["scale"][1]["default"] == 20.0 and g["guided_fraction"][1]["default"] == 0.5
+    assert "tooltip" in g["scale"][1]
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_guided_graph_runs_with_each_sampler_node(srv, sampler):
+    graph = {**base_graph(), **SAMPLERS[sampler]}
+    entry = srv.run(graph)
+    files = srv.output_images(entry, "9")
+    assert len(files) == 1 and files[0].exists()
+    assert entry["outputs"]["8"]["images"], "the attention maps node shows a preview"
+
+
+def test_user_mistake_is_a_node_error_and_the_queue_keeps_working(srv):
+    graph = {**base_graph(prompt="a beautiful landscape"), **SAMPLERS["KSampler"]}
+    r = srv.queue(graph)
+    entry = srv.wait(r["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    msg = json.dumps(entry["status"]["messages"])
+    assert "no spatial relation found" in msg and "PoSRelationsFromPrompt" in msg
+    srv.run({**base_graph(), **SAMPLERS["KSampler"]})
+
+
+def test_cancel_stops_a_guided_run_promptly(srv):
+    graph = {**base_graph(), **SAMPLERS["KSampler"]}
+    graph["6"]["inputs"]["steps"] = 200
+    graph["6"]["inputs"]["seed"] = 99
+    r = srv.queue(graph)
+    pid = r["prompt_id"]
+    end = time.time() + 120
+    while time.time() < end and not srv.get("/queue")["queue_running"]:
+        time.sleep(0.2)
+    time.sleep(8.0)  # inside the guided window by now
+    t0 = time.time()
+    srv.interrupt()
+    entry = srv.wait(pid, timeout=120)
+    stopped = time.time() - t0
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
+    assert stopped < 15, f"took {stopped:.1f} s to stop"
