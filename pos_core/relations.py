@@ -58,6 +58,11 @@ _STOPS = set(
     "wearing holding carrying eating playing looking watching reading using riding".split()
 )
 _PRONOUNS = set("it them him her they he she us we you me itself themselves other others".split())
+# Containers: in "a cup of coffee" the cup is the object (but in "a photo of a cat", the cat).
+_CONTAINERS = set(
+    "cup cups glass glasses mug mugs bowl bowls plate plates basket baskets bottle bottles box boxes jar "
+    "jars bag bags bucket buckets pot pots can cans tray trays vase vases crate crates".split()
+)
 # Nouns that end in -ing, so an -ing word is not always a verb.
 _ING_NOUNS = set(
     "building painting ceiling ring king string wing swing spring pudding stuffing bedding "
@@ -182,6 +187,8 @@ def _np_left(words, end: int, floor: int) -> tuple[int, int] | None:
         if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or w in _COPULAS or w.isdigit():
             break
         i -= 1
+    if i < stop and i - 2 >= floor and words[i - 1][0] == "of" and words[i - 2][0] in _CONTAINERS:
+        return _np_left(words, i - 1, floor)  # "a cup of coffee": the cup
     return (i, stop) if i < stop else None
 
 
@@ -197,7 +204,8 @@ def _np_right(words, start: int, ceil: int) -> tuple[int, int] | None:
     j = i
     while j < ceil:
         w = words[j][0]
-        if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or w in _COPULAS:
+        participle = j == i and j + 1 < ceil and words[j + 1][0][0].isalnum() and w.endswith("ed")
+        if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or (w in _COPULAS and not participle):
             break
         if j > i and _is_verbish(w):
             break
