@@ -6,9 +6,10 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import attention_maps, guidance, relations
+from . import attention_maps, guidance, relations, scoring
 
-NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES]
+scoring.register_folder()
+NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES]
 
 
 class PoSExtension(ComfyExtension):

@@ -6,3 +6,5 @@ CATEGORY = "PoS spatial"
 
 PosRelations = io.Custom("POS_RELATIONS")
 PosAttention = io.Custom("POS_ATTENTION")
+PosDetector = io.Custom("POS_DETECTOR")
+PosDepth = io.Custom("POS_DEPTH")
