@@ -1,4 +1,4 @@
-"""Command line: `python -m pos_core parse "PROMPT"` or `python -m pos_core parse --file PATH`."""
+"""Command line: `python -m pos_core parse "PROMPT"` / `parse --file PATH`, and `evaluate` (PSE of a folder)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import json
 import sys
 
 from .relations import parse
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _parse_command(args: argparse.Namespace) -> int:
@@ -28,6 +34,47 @@ def _parse_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_command(args: argparse.Namespace) -> int:
+    import os
+
+    from . import evaluate
+
+    try:
+        records = evaluate.load_records(args.images, args.prompts)
+        if not records:
+            print(f"evaluate: no images to score in {args.images!r}", file=sys.stderr)
+            return 2
+        detector = depth = None
+        if args.detector:
+            from .detect import load_detector
+
+            detector = load_detector(args.detector, args.models_dir, args.sam, args.device)
+        if args.depth:
+            from .detect import load_depth
+
+            depth = load_depth(args.depth, args.models_dir, args.device)
+        rows, summary = evaluate.evaluate_records(
+            records, detector, depth, args.threshold,
+            progress=lambda k, n: print(f"\rscored {k}/{n}", end="", file=sys.stderr))
+        print(file=sys.stderr)
+    except ValueError as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "per_image.jsonl"), "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    table = evaluate.summary_table(summary)
+    with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    evaluate.summary_chart(summary, os.path.join(args.out, "chart.png"))
+    print(table)
+    print(f"\nwrote per_image.jsonl, summary.json, summary.md and chart.png to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m pos_core`."""
     ap = argparse.ArgumentParser(prog="python -m pos_core", description=__doc__)
@@ -36,6 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("prompt", nargs="?", help="one prompt")
     p.add_argument("--file", help="a text file with one prompt a line; prints one JSON object a line")
     p.set_defaults(func=_parse_command)
+    e = sub.add_parser("evaluate", help="PSE (and VISOR / GenEval / T2I-CompBench) of a folder of images")
+    e.add_argument("--images", required=True, help="folder of images")
+    e.add_argument("--prompts", required=True,
+                   help="JSONL with image, prompt and optional objects (phrase -> mask file or boxes), or a "
+                        "text file with one prompt a line and images named <line index>_*.png")
+    e.add_argument("--detector", help="detector folder or hub name (Grounding DINO, OWLv2, OWL-ViT)")
+    e.add_argument("--sam", help="SAM folder or hub name for masks from the boxes")
+    e.add_argument("--depth", help="Depth Anything folder or hub name, for front / behind")
+    e.add_argument("--models-dir", action="append", default=[], help="folder to look for models in (repeatable)")
+    e.add_argument("--threshold", type=float, default=-1.0, help="box threshold (-1: the authors')")
+    e.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    e.add_argument("--out", default="pos_eval", help="output folder (default: pos_eval)")
+    e.set_defaults(func=_evaluate_command)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -88,3 +88,148 @@ def summarize(per_image: Sequence[Sequence[dict]], prompt_ids: Sequence | None =
         out["geneval_position"] = sum(bool(r["geneval"]) for r in two_d) / len(two_d)
         out["t2i_compbench_2d"] = sum(float(r["t2i_compbench"]) for r in two_d) / len(two_d)
     return out
+
+
+# ----------------------------------------------------------------------------- batch evaluation (CLI)
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def load_records(images_dir: str, prompts_file: str) -> list[dict]:
+    """Records {image, prompt, objects?} from a JSONL file (image, prompt, optional objects: phrase ->
+    mask path or list of boxes) or a text file of prompts, images named "<line index>_*.png"."""
+    import json
+    import os
+    import re
+
+    if not os.path.isdir(images_dir):
+        raise ValueError(f"--images {images_dir!r} is not a folder")
+    try:
+        with open(prompts_file, encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except OSError as e:
+        raise ValueError(f"cannot read --prompts {prompts_file!r}: {e.strerror}") from e
+    if prompts_file.endswith((".jsonl", ".json")):
+        out = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{prompts_file}:{n} is not JSON: {e.msg}") from e
+            if "image" not in rec or "prompt" not in rec:
+                raise ValueError(f"{prompts_file}:{n} needs 'image' and 'prompt'")
+            rec["image"] = os.path.join(images_dir, rec["image"])
+            out.append(rec)
+        return out
+    files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTS))
+    out = []
+    for f in files:
+        m = re.match(r"(\d+)[_.\-]", f)
+        if not m or int(m.group(1)) >= len(lines):
+            raise ValueError(f"image {f!r} does not start with the index of a line of {prompts_file!r} "
+                             "(name images like 12_0.png, or use a JSONL prompts file)")
+        out.append({"image": os.path.join(images_dir, f), "prompt": lines[int(m.group(1))],
+                    "prompt_id": int(m.group(1))})
+    return out
+
+
+def _object_masks(spec, height: int, width: int, base: str) -> Masks:
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(spec, str):
+        m = np.asarray(Image.open(os.path.join(base, spec)).convert("L"), dtype=np.float32) / 255.0
+        if m.shape != (height, width):
+            raise ValueError(f"mask {spec!r} is {m.shape[::-1]}, image is {(width, height)}")
+        return from_mask(torch.from_numpy(m))
+    return from_boxes(spec, height, width)
+
+
+def evaluate_records(records: list[dict], detector=None, depth=None, threshold: float = -1.0,
+                     progress=None) -> tuple[list[dict], dict]:
+    """Score every record: per-image results and the summary (see `summarize`)."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from .relations import parse
+
+    per_image, rows, prompt_ids = [], [], []
+    for k, rec in enumerate(records):
+        img = np.asarray(Image.open(rec["image"]).convert("RGB"))
+        h, w = img.shape[:2]
+        rels = parse(rec["prompt"])
+        needs_depth = any(r.relation in DEPTH for r in rels)
+        dmap = depth.predict(img) if (needs_depth and depth is not None) else None
+        objects = rec.get("objects") or {}
+        res = []
+        for r in rels:
+            found = []
+            for phrase in (r.subject, r.object):
+                if phrase in objects:
+                    found.append(_object_masks(objects[phrase], h, w, os.path.dirname(rec["image"])))
+                elif detector is not None:
+                    om = detector.find(img, phrase, threshold)
+                    found.append(Masks(om.mask, om.boxes, om.scores))
+                else:
+                    raise ValueError(f"{rec['image']}: no mask or boxes for {phrase!r}; add them under "
+                                     "'objects' or pass --detector")
+            if r.relation in DEPTH and dmap is None:
+                raise ValueError(f"{rec['image']}: {r.relation!r} needs --depth")
+            res.append({"subject": r.subject, "object": r.object, **score_relation(found[0], r.relation, found[1], dmap)})
+        per_image.append(res)
+        prompt_ids.append(rec.get("prompt_id", rec["prompt"]))
+        rows.append({"image": os.path.basename(rec["image"]), "prompt": rec["prompt"],
+                     "pse": image_score(res), "relations": res})
+        if progress:
+            progress(k + 1, len(records))
+    return rows, summarize(per_image, prompt_ids)
+
+
+def summary_table(summary: dict) -> str:
+    """The summary as a Markdown table (percentages)."""
+    lines = ["| metric | value |", "|---|---|",
+             f"| images | {summary['n']} |",
+             f"| PSE mean | {summary['mean_pse']:.4f} |",
+             f"| PSE accuracy (PSE > 0.01) | {100 * summary['accuracy']:.2f} % |",
+             f"| object accuracy | {100 * summary['object_accuracy']:.2f} % |"]
+    if "visor" in summary:
+        v = summary["visor"]
+        lines += [f"| VISOR OA | {v['OA']:.2f} % |", f"| VISOR cond | {v['VISOR_cond']:.2f} % |",
+                  f"| VISOR uncond | {v['VISOR_uncond']:.2f} % |"]
+        lines += [f"| {k} | {v[k]:.2f} % |" for k in sorted(v) if k.startswith("VISOR_") and k[6:].isdigit()]
+        lines += [f"| GenEval position | {100 * summary['geneval_position']:.2f} % |",
+                  f"| T2I-CompBench 2D | {summary['t2i_compbench_2d']:.4f} |"]
+    return "\n".join(lines)
+
+
+def summary_chart(summary: dict, path: str) -> None:
+    """A bar chart (PNG) of the headline metrics, in percent."""
+    from PIL import Image, ImageDraw
+
+    bars = [("PSE mean", 100 * summary["mean_pse"]), ("PSE acc.", 100 * summary["accuracy"]),
+            ("object acc.", 100 * summary["object_accuracy"])]
+    if "visor" in summary:
+        bars += [("VISOR cond", summary["visor"]["VISOR_cond"]), ("VISOR uncond", summary["visor"]["VISOR_uncond"]),
+                 ("GenEval pos.", 100 * summary["geneval_position"]),
+                 ("CompBench 2D", 100 * summary["t2i_compbench_2d"])]
+    w, h, pad = 90 * len(bars) + 60, 360, 40
+    im = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(im)
+    d.line([(pad, pad), (pad, h - pad), (w - 10, h - pad)], fill="black")
+    for k in range(0, 101, 25):
+        y = h - pad - (h - 2 * pad) * k / 100
+        d.text((5, y - 6), f"{k}", fill="black")
+    for i, (name, val) in enumerate(bars):
+        x0 = pad + 20 + 90 * i
+        y = h - pad - (h - 2 * pad) * max(0.0, min(val, 100.0)) / 100
+        d.rectangle([x0, y, x0 + 60, h - pad], fill=(70, 110, 200) if i < 3 else (160, 160, 160))
+        d.text((x0, y - 14), f"{val:.1f}", fill="black")
+        d.text((x0 - 4, h - pad + 6), name, fill="black")
+    d.text((pad, 10), f"PoS spatial evaluation, {summary['n']} images", fill="black")
+    im.save(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test needs the network; fail fast instead of retrying
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -41,6 +42,21 @@ def clip_tokenizer():
     if not local.exists():
         local.write_bytes(Path(bpe).read_bytes())
     return make(str(local))
+
+
+@pytest.fixture(scope="session")
+def clip_vocab_dir(clip_tokenizer) -> str:
+    """Folder with CLIP's vocab.json and merges.txt (for tokenizers of test models)."""
+    return str(CACHE / "bpe_simple_vocab_16e6.txt.gz.hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(clip_vocab_dir) -> dict:
+    """Paths of tiny random-weight OWLv2, SAM and Depth Anything models saved by transformers."""
+    import detect_fixtures
+
+    return {"owlv2": str(detect_fixtures.owlv2(clip_vocab_dir)), "sam": str(detect_fixtures.sam()),
+            "depth": str(detect_fixtures.depth_anything())}
 
 
 @pytest.fixture(scope="session")
