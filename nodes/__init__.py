@@ -6,10 +6,11 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import attention_maps, guidance, relations, scoring
+from . import attention_maps, guidance, relations, scoring, seed_search
 
 scoring.register_folder()
-NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES]
+NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES,
+                                   *seed_search.NODES]
 
 
 class PoSExtension(ComfyExtension):

@@ -63,3 +63,17 @@ def grid(images: list[torch.Tensor], columns: int) -> torch.Tensor:
         r, c = divmod(i, columns)
         out[r * h:(r + 1) * h, c * w:(c + 1) * w] = im[..., :3]
     return out
+
+
+def caption(image: np.ndarray, text: str) -> Image.Image:
+    """An image (H x W x 3 uint8) with a one-line caption bar above it."""
+    h, w = image.shape[:2]
+    out = Image.new("RGB", (w, h + 18), (24, 24, 24))
+    out.paste(Image.fromarray(image), (0, 18))
+    ImageDraw.Draw(out).text((4, 3), text, fill=(235, 235, 235))
+    return out
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL image -> [H, W, 3] float tensor in [0, 1]."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)

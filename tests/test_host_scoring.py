@@ -1,0 +1,132 @@
+"""Host tests of PoS Score, the loaders and PoS Seed Search in the real ComfyUI (in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from test_host_guidance import encode, host, sample  # noqa: F401  (module fixture reused)
+
+
+@pytest.fixture(scope="module")
+def mods(host):  # noqa: F811
+    from pos_spatial_pack.nodes import scoring, seed_search
+
+    return scoring, seed_search
+
+
+def scene_images():
+    """Two 64 x 96 images with known masks: cat left of dog (correct), then swapped."""
+    imgs = torch.full((2, 64, 96, 3), 0.5)
+    cat = torch.zeros(2, 64, 96)
+    dog = torch.zeros(2, 64, 96)
+    cat[0, 10:40, 5:30], dog[0, 20:50, 60:90] = 1, 1
+    cat[1, 10:40, 60:90], dog[1, 20:50, 5:30] = 1, 1
+    return imgs, cat, dog
+
+
+def test_score_with_mask_inputs(host, mods):  # noqa: F811
+    scoring, _ = mods
+    _, rels = encode(host, "a cat to the left of a dog")
+    imgs, cat, dog = scene_images()
+    out = scoring.PoSScore.execute(imgs, rels, None, None, cat, dog, -1.0)
+    per, mean, report, overlay = out.result
+    assert per == [1.0, 0.0] and mean == 0.5
+    rep = json.loads(report)
+    r0 = rep["images"][0]["relations"][0]
+    assert r0["visor"] and r0["geneval"] and r0["t2i_compbench"] == 1.0
+    assert rep["aggregate"]["accuracy"] == 0.5 and rep["aggregate"]["visor"]["VISOR_cond"] == 50.0
+    assert overlay.shape == (2, 64 + 56 + 18, 96 + 56, 3)
+
+
+def test_score_errors_name_the_inputs(host, mods):  # noqa: F811
+    scoring, _ = mods
+    _, rels = encode(host, "a cat to the left of a dog")
+    imgs, cat, dog = scene_images()
+    with pytest.raises(ValueError, match="connect a PoS Detector Loader to detector"):
+        scoring.PoSScore.execute(imgs, rels, None, None, None, None, -1.0)
+    with pytest.raises(ValueError, match="both subject_masks and object_masks"):
+        scoring.PoSScore.execute(imgs, rels, None, None, cat, None, -1.0)
+    with pytest.raises(ValueError, match="subject_masks is .* resize the mask"):
+        scoring.PoSScore.execute(imgs, rels, None, None, cat[:, :32], dog, -1.0)
+    _, front = encode(host, "a vase in front of a clock")
+    with pytest.raises(ValueError, match="connect PoS Depth Loader to depth_model"):
+        scoring.PoSScore.execute(imgs, front, None, None, cat, dog, -1.0)
+
+
+def test_loaders_and_detector_scoring(host, mods, tiny_models, tmp_path):  # noqa: F811
+    import folder_paths
+
+    scoring, _ = mods
+    (tmp_path / "tiny-owl").symlink_to(tiny_models["owlv2"], target_is_directory=True)
+    (tmp_path / "tiny-depth").symlink_to(tiny_models["depth"], target_is_directory=True)
+    folder_paths.add_model_folder_path(scoring.FOLDER, str(tmp_path))
+    assert {"tiny-owl", "tiny-depth"} <= set(scoring.local_models())
+    det = scoring.PoSDetectorLoader.execute("tiny-owl", "none").result[0]
+    depth = scoring.PoSDepthLoader.execute("tiny-depth").result[0]
+    _, rels = encode(host, "a cat to the left of a dog and a vase in front of a clock")
+    imgs = torch.rand(2, 64, 64, 3)
+    per, mean, report, overlay = scoring.PoSScore.execute(imgs, rels, det, depth, None, None, 0.0).result
+    assert len(per) == 2 and all(0.0 <= p <= 1.0 for p in per)
+    assert [r["relation"] for r in json.loads(report)["images"][0]["relations"]] == ["left", "front"]
+    with pytest.raises(ValueError, match="could not load the model 'nowhere/none'.*pos_models"):
+        scoring.PoSDetectorLoader.execute("nowhere/none", "none")
+
+
+def search(host, mods, rels, cond, **kw):  # noqa: F811
+    _, seed_search = mods
+    args = dict(model=host.model, positive=cond, negative=host.neg,
+                latent_image=host.nodes.EmptyLatentImage().generate(256, 256, 1)[0], relations=rels, seed=10,
+                candidates=4, mode="attention", steps=6, search_steps=2, cfg=5.0, sampler_name="euler",
+                scheduler="normal", batch_size=0)
+    args.update(kw)
+    with torch.inference_mode():
+        return seed_search.PoSSeedSearch.execute(**args).result
+
+
+def test_attention_search_picks_the_lowest_attention_loss(host, mods):  # noqa: F811
+    from pos_spatial_pack.pos_core.attention import maps_loss
+
+    _, seed_search = mods
+    cond, rels = encode(host, "a cat to the left of a dog")
+    latent, best_seed, table, grid = search(host, mods, rels, cond, batch_size=2)
+    # the same candidates one by one, scored independently
+    losses = {}
+    for s in range(10, 14):
+        with torch.inference_mode():
+            capture, run = host.guidance.PoSAttentionCapture.execute(host.model, rels, "auto").result
+            lat = host.nodes.EmptyLatentImage().generate(256, 256, 1)[0]
+            host.nodes.common_ksampler(capture, s, 6, 5.0, "euler", "normal", cond, host.neg, lat, last_step=2)
+        losses[s] = float(maps_loss(seed_search.searched_maps(run, 2), run.pairs)[0])
+    assert best_seed == min(losses, key=losses.get), (best_seed, losses)
+    t = json.loads(table)
+    assert [c["seed"] for c in t["candidates"]][0] == best_seed
+    for c in t["candidates"]:
+        assert c["score"] == pytest.approx(losses[c["seed"]], rel=1e-3)
+    # the LATENT is the best seed fully sampled: a KSampler with best_seed gives the same
+    again = sample(host, host.model, cond, seed=best_seed, steps=6, cfg=5.0)
+    assert torch.allclose(latent["samples"], again, atol=1e-5)
+    assert grid.shape[0] == 1 and grid.shape[-1] == 3
+    # same inputs, same answer; automatic batch size gives the same ranking
+    latent2, best2, table2, _ = search(host, mods, rels, cond)
+    assert best2 == best_seed and torch.equal(latent2["samples"], latent["samples"])
+    assert [c["seed"] for c in json.loads(table2)["candidates"]] == [c["seed"] for c in t["candidates"]]
+
+
+def test_pse_search_and_errors(host, mods, tiny_models):  # noqa: F811
+    from pos_spatial_pack.pos_core import detect
+
+    cond, rels = encode(host, "a cat to the left of a dog")
+    with pytest.raises(ValueError, match="connect vae and detector"):
+        search(host, mods, rels, cond, mode="pse")
+    with pytest.raises(ValueError, match="search_steps \\(8\\) must not exceed steps \\(6\\)"):
+        search(host, mods, rels, cond, search_steps=8)
+    det = detect.load_detector(tiny_models["owlv2"])
+    latent, best, table, grid = search(host, mods, rels, cond, mode="pse", candidates=3, steps=2,
+                                       vae=host.vae, detector=det)
+    t = json.loads(table)
+    scores = {c["seed"]: c["score"] for c in t["candidates"]}
+    assert best == max(scores, key=lambda s: (scores[s], -s)) and latent["samples"].shape == (1, 4, 32, 32)
+    assert grid.shape[1] > 256
