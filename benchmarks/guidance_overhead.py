@@ -40,7 +40,7 @@ def child(variant: str, steps: int, size: int, small: bool) -> dict:
     with torch.inference_mode():
         model, clip, _ = comfy.sd.load_checkpoint_guess_config(
             str(comfy_host.fixture_checkpoint(full=not small)), output_vae=False)[:3]
-        cond, rels, _ = PoSRelationsFromPrompt.execute(clip, "a photo of a cat to the left of a dog").result
+        cond, rels, _ = PoSRelationsFromPrompt.execute("a photo of a cat to the left of a dog", clip).result
         neg = nodes.CLIPTextEncode().encode(clip, "")[0]
         latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
         if variant == "guided":

@@ -280,6 +280,9 @@ def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"
     """A clone of `model` that records (and, with scale > 0, guides) the relations' attention."""
     if not relations.relations:
         raise ValueError("relations is empty: connect PoS Relations from Prompt or PoS Relation")
+    if any(not r.subject_tokens or not r.object_tokens for r in relations.relations):
+        raise ValueError("relations have no token indices: connect your checkpoint's CLIP to the clip input of "
+                         "PoS Relations from Prompt")
     unet = model.model.diffusion_model
     targets = target_layers(unet, level)
     run = Run(relations, settings, targets)

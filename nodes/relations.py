@@ -43,12 +43,14 @@ class PoSRelationsFromPrompt(io.ComfyNode):
             description="Finds spatial relations such as 'a cat to the left of a dog' in the prompt, "
                         "with the CLIP tokens of each object, and encodes the prompt.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The CLIP of your checkpoint (SD1.x, SD2.x or SDXL)."),
                 io.String.Input("text", multiline=True, dynamic_prompts=True,
                                 default="a photo of a cat to the left of a dog",
                                 tooltip="The prompt. Relations: left/right of, above/over/on top of, "
                                         "below/under, in front of, behind, next to. Weights like "
                                         "(red car:1.2) are fine."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="The CLIP of your checkpoint (SD1.x, SD2.x or SDXL): needed for guidance, "
+                                      "attention maps and the CONDITIONING output; scoring works without it."),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="CONDITIONING",
@@ -62,16 +64,19 @@ class PoSRelationsFromPrompt(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, clip, text: str) -> io.NodeOutput:
-        _check_clip(clip)
+    def execute(cls, text: str, clip=None) -> io.NodeOutput:
         rels = parse(text)
         if not rels:
             raise ValueError(
                 f"no spatial relation found in the prompt {text!r}. Write one such as 'a cat to the "
                 "left of a dog', 'a lamp above a table' or 'a vase in front of a clock', or add them "
                 "by hand with PoS Relation nodes.")
-        bound = bind_relations(text, rels, clip_tokenize(clip))
-        cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+        if clip is None:  # scoring only: no token indices, no conditioning
+            bound = RelationSet(text, tuple(TokenRelation(r.subject, r.relation, r.object, (), ()) for r in rels))
+            cond = None
+        else:
+            bound = bind_relations(text, rels, clip_tokenize(clip))
+            cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
         summary = "\n".join(f"{r.subject} | {r.relation} | {r.object}   tokens {list(r.subject_tokens)} / "
                             f"{list(r.object_tokens)}" for r in bound.relations)
         return io.NodeOutput(cond, bound, summary)

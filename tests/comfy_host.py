@@ -184,8 +184,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(comfyui: Path, base: Path, python: str = sys.executable):
-    """Start `main.py --cpu` with a base directory holding this pack and the fixture; stop after."""
+def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: dict | None = None):
+    """Start `main.py --cpu` with a base directory holding this pack and the fixture (and `pos_models`:
+    name -> folder, linked into models/pos_models); stop after."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / "pos-spatial"
     if not link.exists():
@@ -196,6 +197,10 @@ def server(comfyui: Path, base: Path, python: str = sys.executable):
         (ckpts / FIXTURE).symlink_to(fixture_checkpoint())
     for d in ("input", "output", "temp", "user"):
         (base / d).mkdir(exist_ok=True)
+    for name, path in (pos_models or {}).items():
+        (base / "models" / "pos_models").mkdir(parents=True, exist_ok=True)
+        if not (base / "models" / "pos_models" / name).exists():
+            (base / "models" / "pos_models" / name).symlink_to(path, target_is_directory=True)
     port = _free_port()
     log = base / "comfyui.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")

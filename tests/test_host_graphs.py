@@ -109,3 +109,41 @@ def test_cancel_stops_a_guided_run_promptly(srv):
     assert entry["status"]["status_str"] == "error"
     assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
     assert stopped < 15, f"took {stopped:.1f} s to stop"
+
+
+def search_graph(candidates=3, steps=4, k=2):
+    g = base_graph()
+    g.pop("8")
+    g["6"] = {"class_type": "PoSSeedSearch", "inputs": {
+        "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["5", 0],
+        "relations": ["2", 1], "seed": 3, "candidates": candidates, "mode": "attention", "steps": steps,
+        "search_steps": k, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "batch_size": 0,
+        "vae": ["1", 2]}}
+    g["10"] = {"class_type": "PoSScore", "inputs": {
+        "images": ["7", 0], "relations": ["2", 1], "subject_masks": ["11", 0], "object_masks": ["12", 0],
+        "threshold": -1.0}}
+    g["11"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 256}}
+    g["12"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 256}}
+    return g
+
+
+def test_seed_search_and_score_graph(srv):
+    entry = srv.run(search_graph())
+    assert entry["outputs"]["6"]["images"], "the search shows its candidate grid"
+    assert entry["outputs"]["10"]["images"], "the score node shows its overlay"
+    assert srv.output_images(entry, "9")[0].exists()
+
+
+def test_cancel_stops_a_seed_search_promptly(srv):
+    graph = search_graph(candidates=64, steps=40, k=30)
+    graph["6"]["inputs"]["batch_size"] = 1
+    r = srv.queue(graph)
+    end = time.time() + 120
+    while time.time() < end and not srv.get("/queue")["queue_running"]:
+        time.sleep(0.2)
+    time.sleep(8.0)
+    t0 = time.time()
+    srv.interrupt()
+    entry = srv.wait(r["prompt_id"], timeout=120)
+    assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
+    assert time.time() - t0 < 15

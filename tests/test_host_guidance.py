@@ -39,7 +39,7 @@ def host(comfyui_path):
 
 def encode(host, prompt):
     with torch.inference_mode():
-        cond, rels, _ = host.relations.PoSRelationsFromPrompt.execute(host.clip, prompt).result
+        cond, rels, _ = host.relations.PoSRelationsFromPrompt.execute(prompt, host.clip).result
     return cond, rels
 
 

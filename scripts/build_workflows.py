@@ -1,0 +1,147 @@
+"""Write the shipped workflows (UI format) from the graphs below, with the real server's widget order.
+
+    COMFYUI_PATH=/path/to/ComfyUI python scripts/build_workflows.py
+
+Starts ComfyUI (CPU, loopback) with this pack, reads /object_info and writes workflows/<name>.json.
+Edit the graphs here, not the JSON, and re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
+SDXL = "sd_xl_base_1.0.safetensors"
+PROMPT = "a photo of a cat to the left of a dog, natural light, detailed"
+NEG = "blurry, deformed, low quality"
+
+
+def loader(ckpt):
+    return {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}
+
+
+def relations(text=PROMPT, clip=("1", 1)):
+    inputs = {"text": text}
+    if clip:
+        inputs["clip"] = list(clip)
+    return {"class_type": "PoSRelationsFromPrompt", "inputs": inputs}
+
+
+def guidance(model=("1", 0), fraction=0.5):
+    return {"class_type": "PoSGuidance", "inputs": {
+        "model": list(model), "relations": ["2", 1], "scale": 20.0, "guided_fraction": fraction,
+        "loss_scale": -1.0, "smoothing": True, "attention_level": "auto"}}
+
+
+def ksampler(model, seed=42, steps=50, cfg=7.5, latent=("5", 0)):
+    return {"class_type": "KSampler", "inputs": {
+        "model": list(model), "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+        "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0], "latent_image": list(latent),
+        "denoise": 1.0}}
+
+
+def common(ckpt, size):
+    return {"1": loader(ckpt), "2": relations(),
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": NEG}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}}}
+
+
+def score(images, detector="20"):
+    return {"class_type": "PoSScore", "inputs": {"images": list(images), "relations": ["2", 1],
+                                                  "detector": [detector, 0], "threshold": -1.0}}
+
+
+DETECTOR = {"class_type": "PoSDetectorLoader", "inputs": {"detector": "IDEA-Research/grounding-dino-base",
+                                                          "sam": "facebook/sam-vit-base"}}
+
+
+def psg(ckpt, size, cfg, fraction):
+    g = common(ckpt, size)
+    g.update({
+        "4": guidance(fraction=fraction),
+        "6": ksampler(("4", 0), cfg=cfg),
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "pos_psg"}},
+        "9": {"class_type": "PoSAttentionMaps", "inputs": {"attention": ["4", 1], "images": ["7", 0],
+                                                           "start_step": 0, "end_step": -1}},
+        "20": DETECTOR,
+        "21": score(("7", 0)),
+    })
+    return g
+
+
+def seed_search():
+    g = common(SD15, 512)
+    g.update({
+        "4": guidance(),
+        "6": {"class_type": "PoSSeedSearch", "inputs": {
+            "model": ["4", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["5", 0],
+            "relations": ["2", 1], "seed": 0, "candidates": 8, "mode": "attention", "steps": 50,
+            "search_steps": 10, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "batch_size": 0,
+            "vae": ["1", 2]}},
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "pos_search"}},
+    })
+    return g
+
+
+def score_images():
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": relations("a cat to the left of a dog", clip=None),
+        "20": DETECTOR,
+        "21": score(("1", 0)),
+    }
+
+
+def guided_vs_unguided():
+    g = common(SD15, 512)
+    g.update({
+        "4": guidance(),
+        "10": {"class_type": "PoSAttentionCapture", "inputs": {"model": ["1", 0], "relations": ["2", 1],
+                                                               "attention_level": "auto"}},
+        "6": ksampler(("4", 0)),
+        "11": ksampler(("10", 0)),
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["1", 2]}},
+        "9": {"class_type": "PoSAttentionMaps", "inputs": {"attention": ["4", 1], "images": ["7", 0],
+                                                           "start_step": 0, "end_step": -1}},
+        "13": {"class_type": "PoSAttentionMaps", "inputs": {"attention": ["10", 1], "images": ["12", 0],
+                                                            "start_step": 0, "end_step": -1}},
+    })
+    return g
+
+
+WORKFLOWS = {
+    "pos_psg_sd15": (psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
+    "pos_psg_sdxl": (psg(SDXL, 1024, 5.0, 0.2), {"4": "PoS Guidance (PSG): first 10 of 50 steps, loss x1000"}),
+    "pos_seed_search": (seed_search(), {}),
+    "pos_score_images": (score_images(), {"21": "PoS Score (PSE) of a loaded image"}),
+    "pos_guided_vs_unguided": (guided_vs_unguided(), {"9": "Guided: attention", "13": "Unguided: attention"}),
+}
+
+
+def main() -> None:
+    if "COMFYUI_PATH" not in os.environ:
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout")
+    import comfy_host
+    from workflow_format import api_to_ui
+
+    with tempfile.TemporaryDirectory() as base, comfy_host.server(Path(os.environ["COMFYUI_PATH"]), Path(base)) as srv:
+        info = srv.get("/object_info")
+    out = ROOT / "workflows"
+    out.mkdir(exist_ok=True)
+    for name, (graph, titles) in WORKFLOWS.items():
+        (out / f"{name}.json").write_text(json.dumps(api_to_ui(graph, info, titles), indent=1) + "\n")
+        print("wrote", out / f"{name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Every shipped workflow, converted to the API format with the real server's /object_info and run
+through /prompt on the CPU: checkpoints pointed at the random-weight fixture, detectors at tiny
+random models, and (for CPU time) images at 256 px and samplers at a few steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import comfy_host
+from workflow_format import ui_to_api
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def wsrv(comfyui_path, tiny_models, tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_wf")
+    models = {"tiny-owl": tiny_models["owlv2"], "tiny-sam": tiny_models["sam"]}
+    with comfy_host.server(comfyui_path, base, pos_models=models) as s:
+        Image.fromarray(np.random.RandomState(0).randint(0, 255, (96, 96, 3), dtype=np.uint8)).save(
+            base / "input" / "example.png")
+        yield s
+
+
+def shrink(prompt: dict) -> dict:
+    """Point models at the fixtures and make the graph cheap enough for a CPU."""
+    for node in prompt.values():
+        i, t = node["inputs"], node["class_type"]
+        if t == "CheckpointLoaderSimple":
+            i["ckpt_name"] = comfy_host.FIXTURE
+        elif t == "PoSDetectorLoader":
+            i["detector"], i["sam"] = "tiny-owl", "tiny-sam"
+        elif t == "EmptyLatentImage":
+            i["width"] = i["height"] = 256
+        elif t in ("KSampler", "KSamplerAdvanced"):
+            i["steps"] = 4
+        elif t == "PoSSeedSearch":
+            i.update(steps=4, search_steps=2, candidates=3)
+    return prompt
+
+
+def test_workflows_are_shipped_with_previews():
+    names = {p.stem for p in WORKFLOWS}
+    assert {"pos_psg_sd15", "pos_psg_sdxl", "pos_seed_search", "pos_score_images", "pos_guided_vs_unguided"} <= names
+    for p in WORKFLOWS:
+        assert any(p.with_suffix(ext).exists() for ext in (".jpg", ".png", ".webp")), f"no preview for {p.name}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_shipped_workflow_runs(wsrv, path):
+    info = wsrv.get("/object_info")
+    workflow = json.loads(path.read_text())
+    prompt = shrink(ui_to_api(workflow, info))
+    entry = wsrv.run(prompt)
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"], "the workflow has output nodes that produced something"
