@@ -16,6 +16,9 @@ pip -r tests/requirements.txt
 "$py" -c "import importlib.util as u; assert u.find_spec('open_clip')" 2>/dev/null || pip --no-deps open_clip_torch==3.3.0
 if [ -n "${COMFYUI_PATH:-}" ]; then
   grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$)' "$COMFYUI_PATH/requirements.txt" > "$venv/comfyui-requirements.txt"
-  pip -r "$venv/comfyui-requirements.txt" requests
+  pip -r "$venv/comfyui-requirements.txt" requests playwright
+  # the real-browser test drives Debian's Chromium (no browser download); it skips without one
+  command -v chromium >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || true
 fi
 exec "$py" -m pytest tests -ra "$@"

@@ -1,0 +1,130 @@
+"""Real-browser test: Debian's headless Chromium, driven by Playwright, against the real ComfyUI server
+and its real front end (comfyui-frontend-package). Screenshots go to $POS_ARTIFACTS (default
+tests/artifacts, not committed); with POS_UPDATE_PREVIEWS=1 they also become the workflow previews."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import comfy_host
+from test_host_workflows import WORKFLOWS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("POS_ARTIFACTS", ROOT / "tests" / "artifacts"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+SHRINK = """(fixture) => {
+  for (const n of app.graph._nodes) for (const w of (n.widgets || [])) {
+    if (w.name === 'ckpt_name') w.value = fixture;
+    if (w.name === 'detector') w.value = 'tiny-owl';
+    if (w.name === 'sam') w.value = 'tiny-sam';
+    if (w.name === 'width' || w.name === 'height') w.value = 256;
+    if (w.name === 'steps') w.value = 4;
+    if (w.name === 'search_steps') w.value = 2;
+    if (w.name === 'candidates') w.value = 3;
+  }
+  app.graph.setDirtyCanvas(true, true);
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser_page(comfyui_path, tiny_models, tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    import numpy as np
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("comfy_browser")
+    models = {"tiny-owl": tiny_models["owlv2"], "tiny-sam": tiny_models["sam"]}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with comfy_host.server(comfyui_path, base, pos_models=models) as srv:
+        Image.fromarray(np.random.RandomState(0).randint(0, 255, (96, 96, 3), dtype=np.uint8)).save(
+            base / "input" / "example.png")
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1700, "height": 1000})
+            page.goto(srv.url)
+            page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+            page.wait_for_timeout(3000)
+            yield srv, page
+            browser.close()
+
+
+def test_workflows_are_in_the_template_browser(browser_page):
+    srv, page = browser_page
+    templates = srv.get("/api/workflow_templates")
+    assert sorted(templates.get("pos-spatial", [])) == sorted(p.stem for p in WORKFLOWS)
+    dialog = page.get_by_text("Custom Nodes")
+    if dialog.count():  # the template browser opens on a first visit: show the pack's entry
+        dialog.first.click()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "template_browser.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+
+
+def test_pack_nodes_are_found_by_node_search(browser_page):
+    _, page = browser_page
+    page.keyboard.press("Escape")
+    page.evaluate("app.graph.clear()")
+    page.mouse.dblclick(800, 500)
+    page.wait_for_timeout(800)
+    page.keyboard.type("PoS Guidance", delay=30)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "node_search.png"))
+    if os.environ.get("POS_UPDATE_PREVIEWS"):
+        update_picture(ARTIFACTS / "node_search.png", ROOT / "docs" / "node_search.jpg", (1020, 600))
+    assert page.get_by_text("PoS Guidance (PSG)").count() > 0, "the node search lists PoS Guidance (PSG)"
+    page.keyboard.press("Escape")
+    registered = page.evaluate("Object.keys(LiteGraph.registered_node_types)")
+    for name in ("PoSRelationsFromPrompt", "PoSGuidance", "PoSScore", "PoSSeedSearch", "PoSAttentionMaps"):
+        assert name in registered
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_loads_without_missing_nodes_and_runs(browser_page, path):
+    srv, page = browser_page
+    workflow = json.loads(path.read_text())
+    before = set(srv.get("/history"))
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(1500)
+    missing = page.evaluate("app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert missing == []
+    assert page.get_by_text("missing", exact=False).count() == 0, "no missing-node warning"
+    assert page.evaluate("app.graph._nodes.length") == len(workflow["nodes"])
+    page.evaluate(SHRINK, comfy_host.FIXTURE)
+    page.evaluate("app.canvas.ds.scale = 0.62; app.canvas.ds.offset = [30, 60]; app.graph.setDirtyCanvas(true, true)")
+    page.wait_for_timeout(500)
+    page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+    end = time.time() + 600
+    new = set()
+    while time.time() < end and not new:
+        new = set(srv.get("/history")) - before
+        time.sleep(0.5)
+    assert new, "queueing from the browser started a run"
+    entry = srv.wait(new.pop(), timeout=600)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"])[:3000]
+    page.wait_for_timeout(2500)
+    shot = ARTIFACTS / f"{path.stem}.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("POS_UPDATE_PREVIEWS"):
+        update_picture(shot, path.with_suffix(".jpg"))
+        if path.stem == "pos_psg_sd15":
+            update_picture(shot, ROOT / "docs" / "psg_workflow.jpg", (1275, 750))
+
+
+def update_picture(src: Path, dst: Path, size=(850, 500)) -> None:
+    """A screenshot as a committed picture (workflow preview or README figure)."""
+    from PIL import Image
+
+    dst.parent.mkdir(exist_ok=True)
+    Image.open(src).convert("RGB").resize(size).save(dst, quality=85)
