@@ -184,12 +184,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: dict | None = None):
+def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: dict | None = None,
+           link_pack: bool = True, env: dict | None = None):
     """Start `main.py --cpu` with a base directory holding this pack and the fixture (and `pos_models`:
     name -> folder, linked into models/pos_models); stop after."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / "pos-spatial"
-    if not link.exists():
+    if link_pack and not link.exists():
         link.symlink_to(ROOT, target_is_directory=True)
     ckpts = base / "models" / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: 
             (base / "models" / "pos_models" / name).symlink_to(path, target_is_directory=True)
     port = _free_port()
     log = base / "comfyui.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
            str(base), "--disable-auto-launch", "--dont-print-server"]
     with open(log, "w") as f:
