@@ -52,11 +52,11 @@ def clip_vocab_dir(clip_tokenizer) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_models(clip_vocab_dir) -> dict:
-    """Paths of tiny random-weight OWLv2, SAM and Depth Anything models saved by transformers."""
+    """Paths of tiny random-weight OWLv2, Grounding DINO, SAM and Depth Anything models (transformers)."""
     import detect_fixtures
 
     return {"owlv2": str(detect_fixtures.owlv2(clip_vocab_dir)), "sam": str(detect_fixtures.sam()),
-            "depth": str(detect_fixtures.depth_anything())}
+            "depth": str(detect_fixtures.depth_anything()), "gdino": str(detect_fixtures.grounding_dino())}
 
 
 @pytest.fixture(scope="session")

@@ -84,3 +84,33 @@ def depth_anything() -> Path:
     DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False, ensure_multiple_of=14,
                       do_pad=False).save_pretrained(path)
     return _mark(path)
+
+
+def grounding_dino() -> Path:
+    """A tiny Grounding DINO (1-layer Swin and BERT, 1 encoder and 2 decoder layers) with a small
+    WordPiece vocabulary written here."""
+    path = CACHE / "tiny-grounding-dino"
+    if _done(path):
+        return path
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    torch.manual_seed(0)
+    path.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "cat", "dog", "vase", "clock", "cup",
+             "bird", "table", "person", "car"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(words)) + "\n")
+    tok = BertTokenizer(str(path / "vocab.txt"))
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=2, out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64)
+    cfg = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                              decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
+                              decoder_attention_heads=2, num_queries=10, num_feature_levels=4,
+                              encoder_n_points=2, decoder_n_points=2, max_text_len=32, use_pretrained_backbone=False,
+                              use_timm_backbone=False)
+    GroundingDinoForObjectDetection(cfg).eval().save_pretrained(path)
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
+                           tokenizer=tok).save_pretrained(path)
+    return _mark(path)

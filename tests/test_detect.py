@@ -38,6 +38,15 @@ def test_detector_with_and_without_sam(tiny_models):
     assert sam_union.shape == (96, 128)
 
 
+def test_grounding_dino_with_sam(tiny_models):
+    det = detect.load_detector(tiny_models["gdino"], sam=tiny_models["sam"])
+    assert det.kind == "grounding-dino" and (det.box_threshold, det.text_threshold) == (0.35, 0.25)
+    img = torch.rand(80, 100, 3)
+    om = det.find(img, "cat", threshold=0.0)
+    assert om.found and om.mask.shape == (80, 100)
+    assert len(om.scores) == len(om.boxes) and all(0.0 <= s <= 1.0 for s in om.scores)
+
+
 def test_depth_model(tiny_models):
     dep = detect.load_depth(tiny_models["depth"])
     d = dep.predict(np.random.RandomState(0).randint(0, 255, (70, 90, 3), dtype=np.uint8))
