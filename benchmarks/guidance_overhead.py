@@ -33,7 +33,7 @@ def child(variant: str, steps: int, size: int, small: bool) -> dict:
     import comfy_host
     import nodes
 
-    pack = comfy_host.load_pack()
+    comfy_host.load_pack()
     from pos_spatial_pack.nodes.guidance import PoSGuidance
     from pos_spatial_pack.nodes.relations import PoSRelationsFromPrompt
 

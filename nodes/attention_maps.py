@@ -12,7 +12,7 @@ from ..pos_core.pse import pse_batch
 from ..pos_core.relations import AXIS_2D
 
 from .common import CATEGORY, PosAttention
-from .render import STRIP, panel, render_tile
+from .render import panel, render_tile
 
 
 def average_maps(run, start: int, end: int) -> tuple[torch.Tensor, list[int]]:
@@ -63,7 +63,7 @@ class PoSAttentionMaps(io.ComfyNode):
         if images.shape[0] != maps.shape[0]:
             raise ValueError(f"images has {images.shape[0]} images but the run recorded {maps.shape[0]}: "
                              "connect the decoded images of the same sampler run")
-        rels, groups = attention.relations.relations, attention.groups
+        rels = attention.relations.relations
         imgs = (images[..., :3].clamp(0, 1) * 255).byte().cpu().numpy()
         panels, report = [], []
         for i in range(imgs.shape[0]):

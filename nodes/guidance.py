@@ -5,16 +5,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..pos_core import guidance
-from ..pos_core.tokens import RelationSet
 
 from . import psg_patch
-from .common import CATEGORY, PosAttention, PosRelations
-
-
-def _check_relations(relations: RelationSet | None) -> RelationSet:
-    if relations is None or not getattr(relations, "relations", None):
-        raise ValueError("relations is empty: connect PoS Relations from Prompt or a PoS Relation node")
-    return relations
+from .common import CATEGORY, PosAttention, PosRelations, require_relations
 
 
 class PoSGuidance(io.ComfyNode):
@@ -59,7 +52,7 @@ class PoSGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, model, relations, scale: float, guided_fraction: float, loss_scale: float,
                 smoothing: bool, attention_level: str) -> io.NodeOutput:
-        relations = _check_relations(relations)
+        relations = require_relations(relations)
         family = psg_patch.model_family(model)
         if loss_scale < 0:
             loss_scale = guidance.LOSS_SCALE[family]
@@ -95,7 +88,7 @@ class PoSAttentionCapture(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, relations, attention_level: str) -> io.NodeOutput:
-        relations = _check_relations(relations)
+        relations = require_relations(relations)
         psg_patch.model_family(model)
         patched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0), attention_level)
         return io.NodeOutput(patched, run)

@@ -23,6 +23,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, UNetModel
 
 from ..pos_core import attention, guidance
 from ..pos_core.tokens import RelationSet
+from .common import require_relations
 
 KEY = "pos_spatial"
 LEVELS = ("auto", "latent/1", "latent/2", "latent/4", "latent/8")
@@ -278,8 +279,7 @@ def make_outer_sample(run: Run):
 
 def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"):
     """A clone of `model` that records (and, with scale > 0, guides) the relations' attention."""
-    if not relations.relations:
-        raise ValueError("relations is empty: connect PoS Relations from Prompt or PoS Relation")
+    require_relations(relations)
     if any(not r.subject_tokens or not r.object_tokens for r in relations.relations):
         raise ValueError("relations have no token indices: connect your checkpoint's CLIP to the clip input of "
                          "PoS Relations from Prompt")

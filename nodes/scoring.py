@@ -13,8 +13,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..pos_core import detect, evaluate
-from ..pos_core.relations import AXIS_2D
-from .common import CATEGORY, PosDepth, PosDetector, PosRelations
+from .common import CATEGORY, PosDepth, PosDetector, PosRelations, require_relations
 from .render import panel, render_tile
 
 DETECTORS = ["IDEA-Research/grounding-dino-base", "IDEA-Research/grounding-dino-tiny",
@@ -197,8 +196,7 @@ class PoSScore(io.ComfyNode):
     @classmethod
     def execute(cls, images, relations, detector=None, depth_model=None, subject_masks=None, object_masks=None,
                 threshold: float = -1.0) -> io.NodeOutput:
-        if relations is None or not relations.relations:
-            raise ValueError("relations is empty: connect PoS Relations from Prompt or PoS Relation")
+        require_relations(relations)
         if (subject_masks is None) != (object_masks is None):
             raise ValueError("connect both subject_masks and object_masks, or neither")
         pbar = comfy.utils.ProgressBar(images.shape[0])

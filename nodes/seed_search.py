@@ -17,7 +17,7 @@ from ..pos_core import attention
 from ..pos_core.evaluate import image_score
 from ..pos_core.tokens import RelationSet
 from . import psg_patch
-from .common import CATEGORY, PosDepth, PosDetector, PosRelations
+from .common import CATEGORY, PosDepth, PosDetector, PosRelations, require_relations
 from .render import caption, grid, render_tile, to_tensor
 from .scoring import score_images
 
@@ -98,8 +98,7 @@ class PoSSeedSearch(io.ComfyNode):
     def execute(cls, model, positive, negative, latent_image, relations: RelationSet, seed: int, candidates: int,
                 mode: str, steps: int, search_steps: int, cfg: float, sampler_name: str, scheduler: str,
                 batch_size: int = 0, vae=None, detector=None, depth_model=None) -> io.NodeOutput:
-        if relations is None or not relations.relations:
-            raise ValueError("relations is empty: connect PoS Relations from Prompt or PoS Relation")
+        require_relations(relations)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "pse" and (vae is None or detector is None):

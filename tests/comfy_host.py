@@ -227,3 +227,26 @@ def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: 
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ----------------------------------------------------------------- in-process helpers (host fixture)
+
+def encode(host, prompt):
+    """(CONDITIONING, POS_RELATIONS) of a prompt through PoS Relations from Prompt."""
+    with torch.inference_mode():
+        cond, rels, _ = host.relations.PoSRelationsFromPrompt.execute(prompt, host.clip).result
+    return cond, rels
+
+
+def sample(host, model, cond, seed=0, steps=4, cfg=5.0, sampler="euler", scheduler="normal", batch=1, size=256):
+    """Latents from ComfyUI's KSampler code path (nodes.common_ksampler), negative = empty prompt."""
+    with torch.inference_mode():
+        latent = host.nodes.EmptyLatentImage().generate(size, size, batch)[0]
+        return host.nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, cond, host.neg, latent)[0]["samples"]
+
+
+def guide(host, rels, scale=20.0, fraction=0.5, loss_scale=-1.0, smoothing=True, level="auto", model=None):
+    """(MODEL, run state) from the PoS Guidance node."""
+    with torch.inference_mode():
+        return host.guidance.PoSGuidance.execute(model or host.model, rels, scale, fraction, loss_scale,
+                                                 smoothing, level).result

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test needs the network; fail fast instead of retrying
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +76,28 @@ def comfyui_path() -> Path:
 
     args.cpu = args.cpu or not torch.cuda.is_available()
     return p
+
+
+@pytest.fixture(scope="session")
+def host(comfyui_path):
+    """The pack and the fixture checkpoint loaded in-process into the real ComfyUI (inference mode)."""
+    import comfy_host
+
+    class Host:
+        pass
+
+    h = Host()
+    h.pack = comfy_host.load_pack()
+    import comfy.model_management
+    import comfy.sample
+    import comfy.samplers
+    import nodes
+
+    h.nodes, h.comfy_sample, h.samplers, h.mm = nodes, comfy.sample, comfy.samplers, comfy.model_management
+    from pos_spatial_pack.nodes import attention_maps, guidance, psg_patch, relations
+
+    h.relations, h.guidance, h.maps, h.patch = relations, guidance, attention_maps, psg_patch
+    with torch.inference_mode():
+        h.model, h.clip, h.vae = comfy_host.load_fixture()
+        h.neg = nodes.CLIPTextEncode().encode(h.clip, "")[0]
+    return h

@@ -70,7 +70,7 @@ def depth_anything() -> Path:
     path = CACHE / "tiny-depth-anything"
     if _done(path):
         return path
-    from transformers import AutoImageProcessor, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     torch.manual_seed(0)
     backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,

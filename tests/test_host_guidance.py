@@ -12,47 +12,7 @@ import math
 import pytest
 import torch
 
-
-@pytest.fixture(scope="module")
-def host(comfyui_path):
-    import comfy_host
-
-    class Host:
-        pass
-
-    h = Host()
-    h.pack = comfy_host.load_pack()
-    import comfy.model_management
-    import comfy.sample
-    import comfy.samplers
-    import nodes
-
-    h.nodes, h.comfy_sample, h.samplers, h.mm = nodes, comfy.sample, comfy.samplers, comfy.model_management
-    from pos_spatial_pack.nodes import attention_maps, guidance, psg_patch, relations
-
-    h.relations, h.guidance, h.maps, h.patch = relations, guidance, attention_maps, psg_patch
-    with torch.inference_mode():
-        h.model, h.clip, h.vae = comfy_host.load_fixture()
-        h.neg = nodes.CLIPTextEncode().encode(h.clip, "")[0]
-    return h
-
-
-def encode(host, prompt):
-    with torch.inference_mode():
-        cond, rels, _ = host.relations.PoSRelationsFromPrompt.execute(prompt, host.clip).result
-    return cond, rels
-
-
-def sample(host, model, cond, seed=0, steps=4, cfg=5.0, sampler="euler", scheduler="normal", batch=1, size=256):
-    with torch.inference_mode():
-        latent = host.nodes.EmptyLatentImage().generate(size, size, batch)[0]
-        return host.nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, cond, host.neg, latent)[0]["samples"]
-
-
-def guide(host, rels, scale=20.0, fraction=0.5, loss_scale=-1.0, smoothing=True, level="auto", model=None):
-    with torch.inference_mode():
-        return host.guidance.PoSGuidance.execute(model or host.model, rels, scale, fraction, loss_scale,
-                                                 smoothing, level).result
+from comfy_host import encode, guide, sample
 
 
 def test_nodes_register(host):
@@ -291,7 +251,9 @@ def test_attention_maps_node(host):
         out = host.maps.PoSAttentionMaps.execute(run, images, 0, -1)
     panel, report = out.result
     assert panel.shape[0] == 2 and panel.shape[-1] == 3
-    assert panel.shape[2] == 2 * (256 + host.maps.STRIP)  # two relations side by side
+    from pos_spatial_pack.nodes.render import STRIP
+
+    assert panel.shape[2] == 2 * (256 + STRIP)  # two relations side by side
     import json
 
     rep = json.loads(report)
@@ -301,3 +263,37 @@ def test_attention_maps_node(host):
         host.maps.PoSAttentionMaps.execute(run, images[:1], 0, -1)
     with pytest.raises(ValueError, match="no recorded step"):
         host.maps.PoSAttentionMaps.execute(run, images, 7, 9)
+
+
+def _samplers():
+    import comfy.samplers
+
+    return comfy.samplers.KSampler.SAMPLERS
+
+
+def _schedulers():
+    import comfy.samplers
+
+    return comfy.samplers.KSampler.SCHEDULERS
+
+
+def test_every_shipped_sampler_and_scheduler_runs_guided(host):
+    """Every sampler and every scheduler ComfyUI ships, guided: finite latents, first step guided."""
+    cond, rels = encode(host, "a cat to the left of a dog")
+    model, run = guide(host, rels, scale=20.0)
+    failures = []
+    for sampler in _samplers():
+        try:
+            out = sample(host, model, cond, seed=1, steps=3, sampler=sampler, size=128)
+            if not torch.isfinite(out).all() or 0 not in run.deltas:
+                failures.append((sampler, "non-finite" if not torch.isfinite(out).all() else sorted(run.deltas)))
+        except Exception as e:  # collect them all, report at once
+            failures.append((sampler, repr(e)[:200]))
+    for scheduler in _schedulers():
+        try:
+            out = sample(host, model, cond, seed=1, steps=3, scheduler=scheduler, size=128)
+            if not torch.isfinite(out).all() or 0 not in run.deltas:
+                failures.append((scheduler, "non-finite or unguided"))
+        except Exception as e:
+            failures.append((scheduler, repr(e)[:200]))
+    assert not failures, failures

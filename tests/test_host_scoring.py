@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from test_host_guidance import encode, host, sample  # noqa: F401  (module fixture reused)
+from comfy_host import encode, sample
 
 
 @pytest.fixture(scope="module")
-def mods(host):  # noqa: F811
+def mods(host):
     from pos_spatial_pack.nodes import scoring, seed_search
 
     return scoring, seed_search
@@ -27,7 +27,7 @@ def scene_images():
     return imgs, cat, dog
 
 
-def test_score_with_mask_inputs(host, mods):  # noqa: F811
+def test_score_with_mask_inputs(host, mods):
     scoring, _ = mods
     _, rels = encode(host, "a cat to the left of a dog")
     imgs, cat, dog = scene_images()
@@ -41,7 +41,7 @@ def test_score_with_mask_inputs(host, mods):  # noqa: F811
     assert overlay.shape == (2, 64 + 56 + 18, 96 + 56, 3)
 
 
-def test_score_errors_name_the_inputs(host, mods):  # noqa: F811
+def test_score_errors_name_the_inputs(host, mods):
     scoring, _ = mods
     _, rels = encode(host, "a cat to the left of a dog")
     imgs, cat, dog = scene_images()
@@ -56,7 +56,7 @@ def test_score_errors_name_the_inputs(host, mods):  # noqa: F811
         scoring.PoSScore.execute(imgs, front, None, None, cat, dog, -1.0)
 
 
-def test_loaders_and_detector_scoring(host, mods, tiny_models, tmp_path):  # noqa: F811
+def test_loaders_and_detector_scoring(host, mods, tiny_models, tmp_path):
     import folder_paths
 
     scoring, _ = mods
@@ -75,7 +75,7 @@ def test_loaders_and_detector_scoring(host, mods, tiny_models, tmp_path):  # noq
         scoring.PoSDetectorLoader.execute("nowhere/none", "none")
 
 
-def search(host, mods, rels, cond, **kw):  # noqa: F811
+def search(host, mods, rels, cond, **kw):
     _, seed_search = mods
     args = dict(model=host.model, positive=cond, negative=host.neg,
                 latent_image=host.nodes.EmptyLatentImage().generate(256, 256, 1)[0], relations=rels, seed=10,
@@ -86,7 +86,7 @@ def search(host, mods, rels, cond, **kw):  # noqa: F811
         return seed_search.PoSSeedSearch.execute(**args).result
 
 
-def test_attention_search_picks_the_lowest_attention_loss(host, mods):  # noqa: F811
+def test_attention_search_picks_the_lowest_attention_loss(host, mods):
     from pos_spatial_pack.pos_core.attention import maps_loss
 
     _, seed_search = mods
@@ -115,7 +115,7 @@ def test_attention_search_picks_the_lowest_attention_loss(host, mods):  # noqa: 
     assert [c["seed"] for c in json.loads(table2)["candidates"]] == [c["seed"] for c in t["candidates"]]
 
 
-def test_pse_search_and_errors(host, mods, tiny_models):  # noqa: F811
+def test_pse_search_and_errors(host, mods, tiny_models):
     from pos_spatial_pack.pos_core import detect
 
     cond, rels = encode(host, "a cat to the left of a dog")
