@@ -297,3 +297,18 @@ def test_every_shipped_sampler_and_scheduler_runs_guided(host):
         except Exception as e:
             failures.append((scheduler, repr(e)[:200]))
     assert not failures, failures
+
+
+def test_more_user_mistakes_name_the_input(host):
+    node = host.relations.PoSRelation
+    with torch.inference_mode():
+        with pytest.raises(ValueError, match="subject and object point at the same words"):
+            node.execute(host.clip, "a cat and a dog", "cat", "left", "cat")
+        _, no_clip, _ = host.relations.PoSRelationsFromPrompt.execute("a cat to the left of a dog").result
+    assert no_clip.relations[0].subject_tokens == ()
+    with pytest.raises(ValueError, match="connect your checkpoint's CLIP to the clip input"):
+        guide(host, no_clip)
+    _, rels = encode(host, "a cat to the left of a dog")
+    _, run = guide(host, rels)
+    with pytest.raises(ValueError, match="no attention was recorded: run a sampler"):
+        host.maps.PoSAttentionMaps.execute(run, torch.zeros(1, 64, 64, 3), 0, -1)
