@@ -17,6 +17,8 @@ pip -r tests/requirements.txt
 if [ -n "${COMFYUI_PATH:-}" ]; then
   grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$)' "$COMFYUI_PATH/requirements.txt" > "$venv/comfyui-requirements.txt"
   pip -r "$venv/comfyui-requirements.txt" requests playwright
+  # ComfyUI-Manager's own installer is exercised where COMFYUI_MANAGER_PATH names a checkout of it
+  [ -z "${COMFYUI_MANAGER_PATH:-}" ] || pip -r "$COMFYUI_MANAGER_PATH/requirements.txt"
   # the real-browser test drives Debian's Chromium (no browser download); it skips without one
   command -v chromium >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || true

@@ -36,3 +36,47 @@ def test_clone_install_and_load(comfyui_path, tmp_path):
     times = re.findall(r"([\d.]+) seconds(?: \(IMPORT FAILED\))?: (.*comfyui-pos-spatial)", log)
     assert times and "IMPORT FAILED" not in log.split("comfyui-pos-spatial")[0][-40:], log[-2000:]
     assert float(times[0][0]) < 1.0, f"import took {times[0][0]} s"
+
+
+def test_comfyui_manager_installs_from_a_git_url(comfyui_path, tmp_path):
+    """ComfyUI-Manager's own cm-cli installs the pack from a git URL (served on loopback), clone and
+    requirements included; the copy of ComfyUI it installed into then loads the pack."""
+    import os
+    import shutil
+    import socket
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import pytest
+
+    manager = os.environ.get("COMFYUI_MANAGER_PATH")
+    if not manager:
+        pytest.skip("set COMFYUI_MANAGER_PATH to a ComfyUI-Manager checkout to run it")
+    srv_dir = tmp_path / "git"
+    srv_dir.mkdir()
+    bare = srv_dir / "comfyui-pos-spatial.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(bare)], check=True)
+    subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
+    comfy = tmp_path / "ComfyUI"
+    shutil.copytree(comfyui_path, comfy, ignore=shutil.ignore_patterns(".git", "custom_nodes", "output", "input"))
+    (comfy / "custom_nodes").mkdir()
+    shutil.copytree(manager, comfy / "custom_nodes" / "comfyui-manager", ignore=shutil.ignore_patterns(".git"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), partial(SimpleHTTPRequestHandler, directory=str(srv_dir)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        env = dict(os.environ, COMFYUI_PATH=str(comfy))
+        r = subprocess.run([sys.executable, "custom_nodes/comfyui-manager/cm-cli.py", "install",
+                            f"http://127.0.0.1:{port}/comfyui-pos-spatial.git"], cwd=comfy, env=env,
+                           capture_output=True, text=True, timeout=600)
+    finally:
+        httpd.shutdown()
+    assert "[INSTALLED]" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (comfy / "custom_nodes" / "comfyui-pos-spatial" / "__init__.py").exists()
+    shutil.rmtree(comfy / "custom_nodes" / "comfyui-manager")  # its startup would go online
+    with comfy_host.server(comfy, comfy, link_pack=False) as srv:
+        srv_nodes = srv.get("/object_info")
+    assert "PoSGuidance" in srv_nodes, "the pack the Manager installed loads"
