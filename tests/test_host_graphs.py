@@ -147,3 +147,21 @@ def test_cancel_stops_a_seed_search_promptly(srv):
     entry = srv.wait(r["prompt_id"], timeout=120)
     assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
     assert time.time() - t0 < 15
+
+
+def test_readme_documents_every_node_input_and_output(srv):
+    """The README's node reference names every input and output of every node, under its display name."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    info = srv.get("/object_info")
+    for name, node in info.items():
+        if node.get("category") != "PoS spatial":
+            continue
+        title = f"### {node['display_name']}"
+        assert title in readme, title
+        section = readme.split(title, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        inputs = [*node["input"].get("required", {}), *node["input"].get("optional", {})]
+        missing = [i for i in inputs if i not in section]
+        missing += [o for o in node["output_name"] if o not in section]
+        assert not missing, (node["display_name"], missing)
