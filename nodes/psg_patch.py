@@ -42,7 +42,6 @@ class Settings:
     fraction: float = guidance.GUIDED_FRACTION
     loss_scale: float = 1.0
     smoothing: bool = True
-    record: bool = True
 
 
 @dataclass
@@ -135,11 +134,11 @@ def _cond_rows(extra_options: dict, batch: int) -> torch.Tensor | slice:
     return torch.cat([torch.arange(i * per, (i + 1) * per) for i, f in enumerate(flags) if f == 0])
 
 
-def make_attn2(run: Run, key: tuple[str, int, int], previous, last: bool):
+def make_attn2(run: Run, previous, last: bool):
     """attn2 replace for one captured layer; `previous` is the replace it wraps, if any."""
 
     def attn2(q, k, v, extra_options):
-        if run.active and (run.guiding or run.settings.record):
+        if run.active:
             h, w = extra_options["activations_shape"][-2:]
             rows = slice(None) if run.guiding else _cond_rows(extra_options, q.shape[0])
             run.layer_maps.append(
@@ -291,7 +290,7 @@ def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"
     existing = to.get("patches_replace", {}).get("attn2", {})
     for i, key in enumerate(targets):
         previous = existing.get(key, existing.get(key[:2]))
-        m.set_model_attn2_replace(make_attn2(run, key, previous, last=i == len(targets) - 1), *key)
+        m.set_model_attn2_replace(make_attn2(run, previous, last=i == len(targets) - 1), *key)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, make_outer_sample(run))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, KEY, make_predict_noise(run))
     return m, run
