@@ -9,12 +9,6 @@ import sys
 from .relations import parse
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _parse_command(args: argparse.Namespace) -> int:
     if (args.prompt is None) == (args.file is None):
         print("parse: give one PROMPT or --file PATH", file=sys.stderr)
@@ -45,6 +39,10 @@ def _evaluate_command(args: argparse.Namespace) -> int:
             print(f"evaluate: no images to score in {args.images!r}", file=sys.stderr)
             return 2
         detector = depth = None
+        if args.device == "auto":
+            import torch
+
+            args.device = "cuda" if torch.cuda.is_available() else "cpu"
         if args.detector:
             from .detect import load_detector
 
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--depth", help="Depth Anything folder or hub name, for front / behind")
     e.add_argument("--models-dir", action="append", default=[], help="folder to look for models in (repeatable)")
     e.add_argument("--threshold", type=float, default=-1.0, help="box threshold (-1: the authors')")
-    e.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    e.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     e.add_argument("--out", default="pos_eval", help="output folder (default: pos_eval)")
     e.set_defaults(func=_evaluate_command)
     args = ap.parse_args(argv)

@@ -24,7 +24,7 @@ _PHRASES: dict[str, list[str]] = {
     "below": [r"on\s+(?:the\s+)?bottom\s+of", r"at\s+the\s+bottom\s+of", r"underneath", r"beneath",
               r"below", r"under", r"lower\s+than"],
     "front": [r"in\s+(?:the\s+)?front\s+of"],
-    "behind": [r"behind", r"hidden\s+by", r"in\s+(?:the\s+)?back\s+of", r"at\s+the\s+back\s+of",
+    "behind": [r"(?:from\s+)?behind", r"hidden\s+by", r"in\s+(?:the\s+)?back\s+of", r"at\s+the\s+back\s+of",
                r"obscured\s+by", r"occluded\s+by", r"covered\s+by"],
     "near": [r"next\s+to", r"near", r"close\s+to", r"beside", r"alongside", r"adjacent\s+to",
              r"by\s+the\s+side\s+of", r"on\s+(?:the\s+)?side\s+of", r"nearby"],
@@ -41,16 +41,21 @@ _RELATION_RE = re.compile(
 
 _DETERMINERS = set(
     "a an the this that these those some any each every another my your his her its our their "
-    "one two three four five six seven eight nine ten eleven twelve several many few both "
-    "no couple pair lots lot".split()
+    "one two three four five six seven eight nine ten eleven twelve several many few both no".split()
 )
+# "a couple of cats", "lots of apples": the objects are the noun after "of"
+_QUANTITIES = set("couple pair lot lots bunch handful number".split())
+# "is", "are", ...: once one is skipped going left, a verb-looking word before it is part of the noun
+_BE = set("is are was were be been being am".split())
+# "game over screen", "near tears": these short phrases need an article on one side to count
+_NEEDS_ARTICLE = {"over", "near"}
 _COPULAS = set(
     "is are was were be been being am sits sit sat stands stand stood lies lie lay lying hangs "
     "hang hung rests rest floats float flies fly flew appears appear remains remain stays stay "
     "placed located positioned situated set perched parked seen shown depicted mounted stacked "
     "kept put hidden hides hide grows grow there here which that who whose where also now still "
     "directly just slightly right immediately partially partly completely somewhat far way "
-    "clearly only exactly squarely barely then visible".split()
+    "clearly only exactly squarely barely then visible out up down off away".split()
 )
 _STOPS = set(
     "of with and or in on at to from for by into onto while but as near than like without "
@@ -178,17 +183,31 @@ def _tokenize(text: str) -> list[tuple[str, int, int]]:
 
 def _np_left(words, end: int, floor: int) -> tuple[int, int] | None:
     """Word range [i, end) of the noun phrase ending at word `end` (exclusive), or None."""
-    i = end
-    while i > floor and _is_verbish(words[i - 1][0]):
+    i, seen_be = end, False
+    while i > floor:
+        w = words[i - 1][0]
+        participle = (w.endswith("ed") and len(w) > 4 and i - 2 >= floor and words[i - 2][0][0].isalnum()
+                      and words[i - 2][0] not in _DETERMINERS)
+        if seen_be and w not in _BE and not w.endswith("ing") and w not in ("there", "which", "that", "who"):
+            break  # "the umbrella stand was": "stand" is part of the noun
+        if not (_is_verbish(w) or participle):
+            break
+        seen_be = seen_be or w in _BE
         i -= 1
     stop = i
     while i > floor:
         w = words[i - 1][0]
-        if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or w in _COPULAS or w.isdigit():
+        verb = w in _COPULAS and not (seen_be and w not in _BE)  # after "was", "stand" is a noun
+        if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or verb or w.isdigit():
             break
         i -= 1
     if i < stop and i - 2 >= floor and words[i - 1][0] == "of" and words[i - 2][0] in _CONTAINERS:
         return _np_left(words, i - 1, floor)  # "a cup of coffee": the cup
+    j = i - 1 if i - 1 >= floor and words[i - 1][0] in _DETERMINERS else i
+    if i < stop and j - 1 >= floor and words[j - 1][0] in ("with", "wearing", "holding", "carrying"):
+        owner = _np_left(words, j - 1, floor)  # "a man with a hat left of ...": the man
+        if owner is not None:
+            return owner
     return (i, stop) if i < stop else None
 
 
@@ -197,8 +216,8 @@ def _np_right(words, start: int, ceil: int) -> tuple[int, int] | None:
     i = start
     while i < ceil and (words[i][0] in _DETERMINERS or words[i][0].isdigit()):
         i += 1
-    if i < ceil and words[i][0] == "of":  # "a couple of", "a pair of"
-        i += 1
+    if i + 1 < ceil and words[i][0] in _QUANTITIES and words[i + 1][0] == "of":  # "a couple of"
+        i += 2
         while i < ceil and words[i][0] in _DETERMINERS:
             i += 1
     j = i
@@ -242,6 +261,7 @@ def parse(prompt: str) -> list[Relation]:
         found.append((ws, we, _group_relation(m)))
 
     out: list[Relation] = []
+    last_subject, last_object_end = None, -1
     for k, (ws, we, rel) in enumerate(found):
         floor = found[k - 1][1] if k else 0
         ceil = found[k + 1][0] if k + 1 < len(found) else len(words)
@@ -249,8 +269,12 @@ def parse(prompt: str) -> list[Relation]:
         obj = _np_right(words, we, ceil)
         if obj is None:
             continue
-        if subj is None:  # inverted: "to the right of a book is a candle"
+        if subj is None and ws > 0 and words[ws - 1][0] == "and" and last_object_end == ws - 1:
+            subj = last_subject  # "a cat under a table and next to a chair": the cat again
+        if subj is None:  # inverted: "to the right of a book is a candle", "behind the fence, a horse"
             i = obj[1]
+            if i < ceil and words[i][0] == ",":
+                i += 1
             while i < ceil and _is_verbish(words[i][0]):
                 i += 1
             if i == obj[1]:
@@ -258,9 +282,13 @@ def parse(prompt: str) -> list[Relation]:
             subj = _np_right(words, i, ceil)
             if subj is None:
                 continue
+        if words[ws][0] in _NEEDS_ARTICLE and we - ws == 1 and not any(
+                r[0] - 1 >= 0 and words[r[0] - 1][0] in _DETERMINERS for r in (subj, obj)):
+            continue
         s, o = _phrase(words, subj), _phrase(words, obj)
         if s.split()[-1] in _PRONOUNS or o.split()[-1] in _PRONOUNS:
             continue
+        last_subject, last_object_end = subj, obj[1]
         out.append(
             Relation(
                 subject=s,

@@ -67,3 +67,11 @@ def test_cli_bad_input_says_what_to_do(tmp_path):
     assert out.returncode == 2 and "--file" in out.stderr
     out = run_cli("parse")
     assert out.returncode == 2 and "PROMPT" in out.stderr
+
+
+def test_cli_parse_needs_no_torch():
+    code = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = ['pos_core', 'parse', 'a cat left of a dog']; "
+            "runpy.run_module('pos_core', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["relations"][0]["relation"] == "left"
