@@ -73,6 +73,10 @@ def test_loaders_and_detector_scoring(host, mods, tiny_models, tmp_path):
     assert [r["relation"] for r in json.loads(report)["images"][0]["relations"]] == ["left", "front"]
     with pytest.raises(ValueError, match="could not load the model 'nowhere/none'.*pos_models"):
         scoring.PoSDetectorLoader.execute("nowhere/none", "none")
+    with pytest.raises(ValueError, match="could not load the model 'nowhere/depth'.*pos_models"):
+        scoring.PoSDepthLoader.execute("nowhere/depth")
+    with pytest.raises(ValueError, match="not a depth estimator"):
+        scoring.PoSDepthLoader.execute("tiny-owl")
 
 
 def search(host, mods, rels, cond, **kw):
