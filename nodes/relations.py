@@ -1,11 +1,13 @@
-"""Relation nodes: spatial relations of a prompt, bound to the CLIP token indices of its objects."""
+"""Relation nodes: spatial relations of a prompt, bound to the text-token indices of its objects
+(CLIP context for SD1.x / SD2.x / SDXL, the joint-attention text sequence for Flux.1 and SD3)."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
 from ..pos_core.relations import CANONICAL, canonical_relation, parse
-from ..pos_core.tokens import RelationSet, TokenRelation, bind_relations, find_phrase, word_token_indices
+from ..pos_core.tokens import (RelationSet, TokenRelation, bind_relations, clip_stream, find_phrase, t5_stream,
+                               word_token_indices)
 
 from .common import CATEGORY, PosRelations
 
@@ -24,6 +26,43 @@ def clip_tokenize(clip):
         return [[t if isinstance(t, int) else -1 for t, *_ in chunk] for chunk in tokens[key]]
 
     return tokenize
+
+
+def _stream_tokenize(clip, key: str):
+    """Token ids of one encoder of the CLIP (key "l", "g", "t5xxl"), chunked as ComfyUI lays them out."""
+    cache: dict[str, list[list[int]]] = {}
+
+    def tokenize(text: str) -> list[list[int]]:
+        if text not in cache:
+            cache[text] = [[t if isinstance(t, int) else -1 for t, *_ in chunk] for chunk in clip.tokenize(text)[key]]
+        return cache[text]
+
+    return tokenize
+
+
+def _has_encoder(clip, name: str) -> bool:
+    """Whether the loaded text encoder includes `name` (SD3's CLIP-L, CLIP-G or T5 may be left out)."""
+    return getattr(getattr(clip, "cond_stage_model", None), name, True) is not None
+
+
+def clip_layout(clip):
+    """The token layout of the model context this CLIP encodes to: a Tokenize for CLIP-only models,
+    a list of streams for Flux.1 (T5 only) and SD3 / SD3.5 (CLIP chunks of 77, then T5)."""
+    keys = set(clip.tokenize("a"))
+    if keys == {"l", "t5xxl"}:  # Flux.1: CLIP-L only gives the pooled vector
+        return [t5_stream(_stream_tokenize(clip, "t5xxl"))]
+    if keys == {"g", "l", "t5xxl"}:  # SD3 / SD3.5
+        layout = []
+        if _has_encoder(clip, "clip_l") or _has_encoder(clip, "clip_g"):
+            layout.append(clip_stream(_stream_tokenize(clip, "l")))
+        if _has_encoder(clip, "t5xxl"):
+            layout.append(t5_stream(_stream_tokenize(clip, "t5xxl")))
+        return layout
+    if keys & set(KEYS) and keys <= set(KEYS):
+        return clip_tokenize(clip)
+    raise ValueError(f"this CLIP ({', '.join(sorted(keys))}) is not a text encoder PoS relations know: they work "
+                     "with the CLIP of SD1.x, SD2.x and SDXL, Flux.1's (CLIP-L + T5-XXL) and SD3 / SD3.5's "
+                     "(CLIP-L + CLIP-G + T5-XXL)")
 
 
 def _check_clip(clip) -> None:
@@ -49,8 +88,9 @@ class PoSRelationsFromPrompt(io.ComfyNode):
                                         "below/under, in front of, behind, next to. Weights like "
                                         "(red car:1.2) are fine."),
                 io.Clip.Input("clip", optional=True,
-                              tooltip="The CLIP of your checkpoint (SD1.x, SD2.x or SDXL): needed for guidance, "
-                                      "attention maps and the CONDITIONING output; scoring works without it."),
+                              tooltip="The CLIP of your checkpoint (SD1.x, SD2.x, SDXL), or Flux.1's DualCLIPLoader / "
+                                      "SD3's TripleCLIPLoader: needed for guidance, attention maps and the "
+                                      "CONDITIONING output; scoring works without it."),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="CONDITIONING",
@@ -75,7 +115,7 @@ class PoSRelationsFromPrompt(io.ComfyNode):
             bound = RelationSet(text, tuple(TokenRelation(r.subject, r.relation, r.object, (), ()) for r in rels))
             cond = None
         else:
-            bound = bind_relations(text, rels, clip_tokenize(clip))
+            bound = bind_relations(text, rels, clip_layout(clip))
             cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
         summary = "\n".join(f"{r.subject} | {r.relation} | {r.object}   tokens {list(r.subject_tokens)} / "
                             f"{list(r.object_tokens)}" for r in bound.relations)
@@ -114,7 +154,7 @@ class PoSRelation(io.ComfyNode):
                 relations: RelationSet | None = None) -> io.NodeOutput:
         _check_clip(clip)
         rel = canonical_relation(relation)
-        tokenize = clip_tokenize(clip)
+        tokenize = clip_layout(clip)
         found = {}
         for name, words in (("subject", subject), ("object", object)):
             try:

@@ -1,9 +1,14 @@
-"""CLIP token indices of the objects a relation names, laid out as ComfyUI lays out its context.
+"""Text-token indices of the objects a relation names, laid out as ComfyUI lays out its context.
 
 ComfyUI splits a prompt into weighted segments ("(red car:1.2)"), BPE-encodes each, and packs
 them into chunks of 77 (start token, up to 75 tokens, end token, padding). The index of a token
 in the conditioning is chunk * 77 + position. SD1 (CLIP-L), SD2 (OpenCLIP-H, same BPE) and
 SDXL (G and L share positions) all use this layout.
+
+DiT contexts concatenate several encoders' streams along the sequence (a `Layout`): Flux.1 has
+T5-XXL only (one unchunked stream, no start token, `</s>`, padded with 0 to 256); SD3/SD3.5 has the
+CLIP-L/G chunks of 77 followed by T5 (padded to 77), so T5 index i sits at 77 * chunks + i. An
+object's tokens are then its tokens in every stream of the layout.
 
 Which tokens stand for an object: the tokens of its noun (`relations.noun_words`): the head noun,
 or every word of a known compound ("teddy bear"); a noun split into several BPE tokens keeps them
@@ -23,6 +28,8 @@ from .relations import Relation, clean_prompt, noun_span
 
 CHUNK = 77
 START, END = 49406, 49407
+T5_END, T5_PAD = 1, 0  # T5's </s> and <pad>; T5 has no start token
+FLUX_T5_MIN, SD3_T5_MIN = 256, 77  # ComfyUI pads T5 to these lengths (Flux, SD3)
 MAX_WORD_LENGTH = 8  # ComfyUI keeps a group of fewer tokens in one chunk
 
 Encode = Callable[[str], list[int]]  # BPE ids of a text, without start/end tokens
@@ -100,16 +107,31 @@ def comfy_chunks(text: str, encode: Encode, start: int = START, end: int = END, 
     return chunks
 
 
-def content_tokens(chunks: Sequence[Sequence[int]], start: int = START, end: int = END) -> list[tuple[int, int]]:
-    """(token id, context index) of every prompt token: start, end and padding left out."""
-    out = []
-    for c, chunk in enumerate(chunks):
+def t5_chunks(text: str, encode: Encode, min_length: int = FLUX_T5_MIN) -> list[list[int]]:
+    """T5 tokens of a prompt as ComfyUI's T5-XXL tokenizer lays them out: one unchunked stream of the
+    weighted segments' ids, then </s>, padded with 0 to `min_length` (256 for Flux, 77 for SD3)."""
+    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    ids: list[int] = []
+    for seg, _ in parse_weights(text):
+        seg = seg.replace("\0\1", ")").replace("\0\2", "(")
+        if seg:
+            ids += list(encode(seg))
+    ids.append(T5_END)
+    return [ids + [T5_PAD] * max(0, min_length - len(ids))]
+
+
+def content_tokens(chunks: Sequence[Sequence[int]], start: int | None = START, end: int = END) -> list[tuple[int, int]]:
+    """(token id, context index) of every prompt token: start, end and padding left out. A chunk's
+    first index is the summed length of the chunks before it (77 each for CLIP)."""
+    out, base = [], 0
+    for chunk in chunks:
         for p, tok in enumerate(chunk):
-            if p == 0 and tok == start:
+            if p == 0 and start is not None and tok == start:
                 continue
             if tok == end:
                 break
-            out.append((int(tok), c * CHUNK + p))
+            out.append((int(tok), base + p))
+        base += len(chunk)
     return out
 
 
@@ -119,31 +141,68 @@ def _matches(stream: list[tuple[int, int]], word: list[int]) -> list[list[int]]:
     return [[i for _, i in stream[k:k + n]] for k in range(len(ids) - n + 1) if ids[k:k + n] == word]
 
 
-def word_token_indices(prompt: str, span: tuple[int, int], words: str, tokenize: Tokenize) -> list[int]:
+def word_token_indices(prompt: str, span: tuple[int, int], words: str, tokenize: Tokenize | Sequence["Stream"],
+                       start: int | None = START, end: int = END) -> list[int]:
     """Context indices of the tokens of `words`, the occurrence of them that sits at `span`.
 
     The occurrence is counted by tokenizing the prompt up to the span, so the same word twice
     ("a dog left of a big dog") resolves by position, and weights or chunking cannot shift it.
+    `tokenize` may be a `Layout` (several streams): then the indices in every stream, offset by
+    the length of the streams before it.
     """
-    word = [t for t, _ in content_tokens(tokenize(words))]
+    if not callable(tokenize):
+        return _layout_indices(prompt, span, words, tokenize)
+    word = [t for t, _ in content_tokens(tokenize(words), start, end)]
     if not word:
         raise ValueError(f"{words!r} has no tokens")
-    found = _matches(content_tokens(tokenize(prompt)), word)
-    before = len(_matches(content_tokens(tokenize(prompt[:span[0]])), word))
+    found = _matches(content_tokens(tokenize(prompt), start, end), word)
+    before = len(_matches(content_tokens(tokenize(prompt[:span[0]]), start, end), word))
     if before >= len(found):
         raise ValueError(f"could not find the tokens of {words!r} in the prompt {prompt!r}")
     return found[before]
 
 
-def noun_token_indices(prompt: str, span: tuple[int, int], tokenize: Tokenize) -> list[int]:
+@dataclass(frozen=True)
+class Stream:
+    """One text encoder's part of a model's context: its tokenizer in ComfyUI's layout and special ids."""
+
+    tokenize: Tokenize
+    start: int | None = START
+    end: int = END
+
+
+Layout = Sequence[Stream]  # streams concatenated along the context's sequence, in order
+
+
+def clip_stream(tokenize: Tokenize) -> Stream:
+    """CLIP (L, G or H) chunks of 77 with start and end tokens."""
+    return Stream(tokenize, START, END)
+
+
+def t5_stream(tokenize: Tokenize) -> Stream:
+    """T5-XXL: one unchunked stream, no start token, </s> ends it."""
+    return Stream(tokenize, None, T5_END)
+
+
+def _layout_indices(prompt: str, span: tuple[int, int], words: str, layout: Layout) -> list[int]:
+    if not layout:
+        raise ValueError("the text layout has no token streams")
+    out, offset = [], 0
+    for s in layout:
+        out += [offset + i for i in word_token_indices(prompt, span, words, s.tokenize, s.start, s.end)]
+        offset += sum(len(c) for c in s.tokenize(prompt))
+    return out
+
+
+def noun_token_indices(prompt: str, span: tuple[int, int], tokenize: Tokenize | Layout) -> list[int]:
     """Token indices of the noun of the phrase at `span` (see the module docstring)."""
     start, end = noun_span(prompt, span)
     nouns = " ".join(clean_prompt(prompt[start:end]).lower().split())
     return word_token_indices(prompt, (start, end), nouns, tokenize)
 
 
-def relation_token_indices(prompt: str, rel: Relation, tokenize: Tokenize) -> tuple[list[int], list[int]]:
-    """(subject indices, object indices) of a parsed relation in the CLIP context."""
+def relation_token_indices(prompt: str, rel: Relation, tokenize: Tokenize | Layout) -> tuple[list[int], list[int]]:
+    """(subject indices, object indices) of a parsed relation in the text context (CLIP, or a Layout)."""
     return (noun_token_indices(prompt, rel.subject_span, tokenize),
             noun_token_indices(prompt, rel.object_span, tokenize))
 
@@ -191,6 +250,15 @@ def tokenize_fn(tokenizer, pad: int = END) -> Tokenize:
     return lambda text: comfy_chunks(text, encode, pad=pad)
 
 
+def t5_tokenize_fn(tokenizer, min_length: int = FLUX_T5_MIN) -> Tokenize:
+    """A `Tokenize` from a transformers T5 tokenizer (ComfyUI's t5_tokenizer folder), ComfyUI's layout."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text)["input_ids"][:-1]
+
+    return lambda text: t5_chunks(text, encode, min_length)
+
+
 @dataclass(frozen=True)
 class TokenRelation:
     """A relation with the CLIP context indices of its subject's and object's noun tokens."""
@@ -222,7 +290,7 @@ class RelationSet:
         return {"prompt": self.prompt, "relations": [r.to_json() for r in self.relations]}
 
 
-def bind_relations(prompt: str, relations: Sequence[Relation], tokenize: Tokenize) -> RelationSet:
+def bind_relations(prompt: str, relations: Sequence[Relation], tokenize: Tokenize | Layout) -> RelationSet:
     """Token-bound relations of a prompt, for guidance and attention maps."""
     bound = []
     for rel in relations:
