@@ -1,9 +1,11 @@
-"""Accuracy of the relation parser on a template set and a hand-written free-form set.
+"""Accuracy of the relation parser on a template set, a hand-written free-form set and a gap set.
 
     python benchmarks/parser_accuracy.py [--show-errors]
 
 A prompt counts as correct when the parser's (subject, relation, object) triples equal the gold
-ones exactly (noun phrases included). Also prints triple-level precision and recall.
+ones exactly (noun phrases included). Also prints triple-level precision and recall, and for the
+gap set (comma before the relation, objects placed by sides, "with ... it", relative clauses) the
+exact-match rate of each class.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from pos_core.relations import parse  # noqa: E402
 
 FREEFORM = ROOT / "tests" / "data" / "prompts_freeform.jsonl"
+GAPS = ROOT / "tests" / "data" / "prompts_gaps.jsonl"
 
 OBJECTS = ("cat dog horse sheep cow elephant bear zebra giraffe bird person bicycle car motorcycle "
            "airplane bus train truck boat bench backpack umbrella handbag suitcase frisbee kite "
@@ -82,10 +85,15 @@ def template_prompts(n: int = 600, seed: int = 0) -> list[dict]:
     return out
 
 
-def freeform_prompts() -> list[dict]:
-    """The hand-written free-form gold set in tests/data."""
-    with open(FREEFORM, encoding="utf-8") as f:
+def freeform_prompts(path: Path = FREEFORM) -> list[dict]:
+    """The hand-written free-form gold set in tests/data (or another JSONL set of the same form)."""
+    with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def gap_prompts() -> list[dict]:
+    """The hand-written gap set: each item also names its "class"."""
+    return freeform_prompts(GAPS)
 
 
 def _triples(rels) -> list[tuple[str, str, str]]:
@@ -114,10 +122,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--show-errors", action="store_true")
     args = ap.parse_args()
-    for name, items in (("template", template_prompts()), ("free-form", freeform_prompts())):
+    for name, items in (("template", template_prompts()), ("free-form", freeform_prompts()),
+                        ("gaps", gap_prompts())):
         r = evaluate(items)
         print(f"{name:10s} prompts={r['n']:4d}  exact={r['exact']:.1%}  "
               f"triple precision={r['precision']:.1%}  recall={r['recall']:.1%}")
+        for cls in dict.fromkeys(i["class"] for i in items if "class" in i):
+            c = evaluate([i for i in items if i.get("class") == cls])
+            print(f"  {cls:14s} prompts={c['n']:4d}  exact={c['exact']:.1%}")
         if args.show_errors:
             for p, g, q in r["errors"]:
                 print(f"   {p!r}\n      gold {g}\n      got  {q}")
