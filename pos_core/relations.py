@@ -3,6 +3,9 @@
 A small rule-based parser: find relation phrases, then take the noun phrase that ends just before
 each phrase as the subject and the one that starts just after it as the object. ComfyUI prompt
 syntax (weights, escapes, embeddings) is blanked out first so spans stay offsets into the prompt.
+Also read: a comma or a relative clause between subject and phrase ("a bird, which is above a
+tree"), a pronoun object naming the noun the subject is attached to ("a table with a lamp above
+it"), and two objects placed by sides ("a cat on the left and a dog on the right": cat left of dog).
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ DEPTH = ("front", "behind")
 
 # Relation phrases, as regular expressions over lower-case words joined by single spaces.
 _SIDE = r"(?:\s+(?:hand\s+)?side|-hand\s+side)?"
+# "to its right", "on their left side": the object is a pronoun (only when nothing follows but a break)
+_POSS = r"(?:to|on|at)\s+(?:its|their|his|her)\s+(?:far\s+)?"
+_BREAK = r"(?=\s+(?:[,.;:!?|]|and\b|while\b|but\b|whereas\b)|\s*$)"
 _PHRASES: dict[str, list[str]] = {
-    "left": [rf"(?:(?:to|on|at|in)\s+(?:the\s+)?(?:far\s+)?)?left{_SIDE}\s+of"],
-    "right": [rf"(?:(?:to|on|at|in)\s+(?:the\s+)?(?:far\s+)?)?right{_SIDE}\s+of"],
+    "left": [rf"(?:(?:to|on|at|in)\s+(?:the\s+)?(?:far\s+)?)?left{_SIDE}\s+of", rf"{_POSS}left{_SIDE}{_BREAK}"],
+    "right": [rf"(?:(?:to|on|at|in)\s+(?:the\s+)?(?:far\s+)?)?right{_SIDE}\s+of", rf"{_POSS}right{_SIDE}{_BREAK}"],
     "above": [r"on\s+(?:the\s+)?top\s+of", r"at\s+the\s+top\s+of", r"atop", r"above", r"over",
               r"higher\s+than"],
     "below": [r"on\s+(?:the\s+)?bottom\s+of", r"at\s+the\s+bottom\s+of", r"underneath", r"beneath",
@@ -63,6 +69,20 @@ _STOPS = set(
     "wearing holding carrying eating playing looking watching reading using riding".split()
 )
 _PRONOUNS = set("it them him her they he she us we you me itself themselves other others".split())
+# Object pronouns that name an earlier noun: "a table with a lamp above it"
+_OBJ_PRONOUNS = set("it them him her itself themselves".split())
+_POSSESSIVES = set("its their his her".split())
+# What joins the noun a pronoun names to the subject: "a table with a lamp", "a tower and a hut"
+_ATTACH = set("with and , ; having featuring plus".split())
+# Prepositions: a noun phrase after one is not the subject of a relation after a comma
+# ("in a garden, behind a fence, a horse": the horse, not the garden)
+_PREPOSITIONS = set(
+    "in on at into onto from under inside through across against toward towards around among along "
+    "during for to by near over behind beside above below with without within between".split()
+)
+_RELATIVE = set("which that who".split())
+# Nouns that name the picture itself: "at the top of the image" places an object, it is no relation
+_FRAMES = set("image picture frame photo photograph scene canvas composition shot view".split())
 # Containers: in "a cup of coffee" the cup is the object (but in "a photo of a cat", the cat).
 _CONTAINERS = set(
     "cup cups glass glasses mug mugs bowl bowls plate plates basket baskets bottle bottles box boxes jar "
@@ -89,7 +109,7 @@ COMPOUND_NOUNS = set(
 )
 _COMPOUND_NOUNS = {c.strip() for c in COMPOUND_NOUNS}
 
-_WORD_RE = re.compile(r"[^\W_](?:[\w'\-]*[^\W_])?|[.,;!?|]")
+_WORD_RE = re.compile(r"[^\W_](?:[\w'\-]*[^\W_])?|[.,;:!?|]")
 _WEIGHT_RE = re.compile(r":\s*-?\d*\.?\d+\s*(?=\))")
 _EMBED_RE = re.compile(r"embedding:\S+|<[^<>]*>")
 
@@ -181,9 +201,23 @@ def _tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group().lower(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
 
 
-def _np_left(words, end: int, floor: int) -> tuple[int, int] | None:
-    """Word range [i, end) of the noun phrase ending at word `end` (exclusive), or None."""
-    i, seen_be = end, False
+def _skip_relative(words, end: int, floor: int) -> int:
+    """Start of a relative clause verb before word `end` ("a balloon [that drifts] over"), else `end`."""
+    for k in range(end - 1, max(floor, end - 4) - 1, -1):
+        if words[k][0] in _RELATIVE:
+            between = [w for w, _, _ in words[k + 1:end]]
+            plain = all(w[0].isalnum() and not w.isdigit() and w not in _DETERMINERS and w not in _STOPS
+                        for w in between)
+            return k if plain else end
+    return end
+
+
+def _np_left(words, end: int, floor: int, owner: bool = True) -> tuple[int, int] | None:
+    """Word range [i, end) of the noun phrase ending at word `end` (exclusive), or None.
+
+    With `owner`, "a man with a hat" gives the man; without, the hat.
+    """
+    i, seen_be = _skip_relative(words, end, floor), False
     while i > floor:
         w = words[i - 1][0]
         participle = (w.endswith("ed") and len(w) > 4 and i - 2 >= floor and words[i - 2][0][0].isalnum()
@@ -204,7 +238,7 @@ def _np_left(words, end: int, floor: int) -> tuple[int, int] | None:
     if i < stop and i - 2 >= floor and words[i - 1][0] == "of" and words[i - 2][0] in _CONTAINERS:
         return _np_left(words, i - 1, floor)  # "a cup of coffee": the cup
     j = i - 1 if i - 1 >= floor and words[i - 1][0] in _DETERMINERS else i
-    if i < stop and j - 1 >= floor and words[j - 1][0] in ("with", "wearing", "holding", "carrying"):
+    if owner and i < stop and j - 1 >= floor and words[j - 1][0] in ("with", "wearing", "holding", "carrying"):
         owner = _np_left(words, j - 1, floor)  # "a man with a hat left of ...": the man
         if owner is not None:
             return owner
@@ -240,6 +274,130 @@ def _phrase(words, rng) -> str:
     return " ".join(w for w, _, _ in words[rng[0]:rng[1]])
 
 
+def _start_of_clause(words, ws: int, floor: int) -> int:
+    """Index before the verbs and relative pronoun that precede a relation phrase at `ws`."""
+    k = _skip_relative(words, ws, floor)
+    while k > floor and _is_verbish(words[k - 1][0]):
+        k -= 1
+    return k
+
+
+def _after_preposition(words, rng) -> bool:
+    i = rng[0]
+    while i > 0 and (words[i - 1][0] in _DETERMINERS or words[i - 1][0].isdigit()):
+        i -= 1
+    return i > 0 and words[i - 1][0] in _PREPOSITIONS
+
+
+def _pronoun_at(words, k: int) -> bool:
+    """Whether word `k` is an object pronoun standing alone ("above it", not "over her head")."""
+    if k >= len(words) or words[k][0] not in _OBJ_PRONOUNS:
+        return False
+    nxt = words[k + 1][0] if k + 1 < len(words) else ","
+    return not nxt[0].isalnum() or nxt in ("and", "while", "but", "whereas", "with")
+
+
+def _antecedent(words, subj, last_end: int = -1) -> tuple[int, int] | None:
+    """The noun phrase a pronoun object names: the one the subject is attached to by "with" / "and".
+
+    Returns (-1, -1) when the subject is attached right after the last relation (`last_end`):
+    "... to its left and a bus to its right" names the same noun again.
+    """
+    j = subj[0]
+    while j > 0 and (words[j - 1][0] in _DETERMINERS or words[j - 1][0].isdigit()):
+        j -= 1
+    if j == 0 or words[j - 1][0] not in _ATTACH:
+        return None
+    c = j - 1
+    if words[c][0].isalnum() and c > 0 and words[c - 1][0] == ",":
+        c -= 1  # "a tower, and a hut beside it", "a table, with a vase on it"
+    if c == last_end:
+        return -1, -1
+    np = _np_left(words, c, 0)
+    return None if np is None or words[np[1] - 1][0] in _SIDE_RELATION else np  # not "in front, ... him"
+
+
+# Placements by side: "on the left", "at the top", "in the background", a bare "above", "left:".
+_PLACE_PATTERNS = (
+    (r"(?:to|on|at|in)\s+(?:the\s+)?(?:far\s+|very\s+)?(left|right)"
+     r"(?:\s+(?:hand\s+)?side|-hand\s+side|\s+half|\s+part)?", "phrase"),
+    (r"(?:at|on|in)\s+(?:the\s+)?(?:very\s+)?(top|bottom)(?:\s+(?:side|half|part))?", "phrase"),
+    (r"(?:at|on|in)\s+the\s+(upper|lower)\s+(?:half|part|side|area|portion)", "phrase"),
+    (r"in\s+the\s+(foreground|background)", "phrase"),
+    (r"in\s+(?:the\s+)?(front|back)", "phrase"),
+    (r"(above|below|beneath|underneath|behind)", "adverb"),
+)
+_PLACE_RES = [(re.compile(rf"\b(?:{pat})\b(?!-)(?!\s+of\b)"), kind) for pat, kind in _PLACE_PATTERNS]
+_LABEL_RE = re.compile(r"\b(left|right|top|bottom|foreground|background)(?:\s+side)?\s+:")
+_SIDE_RELATION = {"left": "left", "right": "right", "top": "above", "upper": "above", "above": "above",
+                  "bottom": "below", "lower": "below", "below": "below", "beneath": "below",
+                  "underneath": "below", "foreground": "front", "front": "front", "background": "behind",
+                  "back": "behind", "behind": "behind"}
+_AXIS = {"left": "x", "right": "x", "above": "y", "below": "y", "front": "z", "behind": "z"}
+_CONJ = set("and while whereas but with".split())
+
+
+def _placements(words, joined: str, index_of: dict, frames: list) -> list[tuple[int, int, str, str]]:
+    """Side placements (start word, end word, relation, kind), in order; `frames` adds "... of the image"."""
+    out = list(frames)
+    for rx, kind in [*_PLACE_RES, (_LABEL_RE, "label")]:
+        for m in rx.finditer(joined):
+            if m.start() not in index_of:
+                continue
+            ws = index_of[m.start()]
+            we = ws + len(m.group().split())
+            nxt = words[we][0] if we < len(words) else "."
+            brk = not nxt[0].isalnum() or nxt in _CONJ
+            if kind == "label" and (ws == 0 or not words[ws - 1][0][0].isalnum()):
+                out.append((ws, we, _SIDE_RELATION[m.group(1)], kind))
+            elif kind == "adverb" and brk:
+                out.append((ws, we, _SIDE_RELATION[m.group(1)], kind))
+            elif kind == "phrase" and (brk or nxt in _DETERMINERS or nxt.isdigit() or _is_verbish(nxt)):
+                out.append((ws, we, _SIDE_RELATION[m.group(1)], kind))
+    out.sort()
+    return [p for k, p in enumerate(out) if not (k and p[0] < out[k - 1][1])]
+
+
+def _side_relations(words, places, barriers: list[tuple[int, int]]) -> list[Relation]:
+    """Pair placements on one axis with opposite sides: "X on the left and Y on the right" -> X left of Y."""
+    attached = []  # (placement, noun phrase range)
+    used_end = 0
+    for k, (ws, we, rel, kind) in enumerate(places):
+        floor = max([used_end, places[k - 1][1] if k else 0] + [e for _, e in barriers if e <= ws])
+        ceil = min([len(words), places[k + 1][0] if k + 1 < len(places) else len(words)]
+                   + [b for b, _ in barriers if b >= we])
+        before = _np_left(words, ws, floor) if kind != "label" else None
+        after = None
+        if kind != "adverb":
+            i = we
+            while i < ceil and words[i][0] in (",", ":"):
+                i += 1
+            while i < ceil and _is_verbish(words[i][0]):
+                i += 1
+            at_start = ws == floor or not words[ws - 1][0][0].isalnum() or words[ws - 1][0] in _CONJ | {"and"}
+            after = _np_right(words, i, ceil) if at_start else None
+        if before is None and after is None and kind != "label" and ws - 1 > floor and words[ws - 1][0] == ",":
+            before = _np_left(words, ws - 1, floor)  # "a cat, on the left, and ..."
+        np = before or after
+        if np is None or _phrase(words, np).split()[-1] in _PRONOUNS:
+            continue
+        attached.append(((ws, we, rel, kind), np))
+        used_end = max(used_end, np[1])
+    out = []
+    pending: dict[str, tuple] = {}
+    for place, np in attached:
+        axis = _AXIS[place[2]]
+        first = pending.pop(axis, None)
+        if first is None or first[0][2] == place[2]:
+            pending[axis] = (place, np)
+            continue
+        (ws, we, rel, _), subj = first
+        out.append(Relation(subject=_phrase(words, subj), relation=rel, object=_phrase(words, np),
+                            subject_span=_span(words, subj), object_span=_span(words, np),
+                            phrase_span=(words[ws][1], words[we - 1][2])))
+    return out
+
+
 def parse(prompt: str) -> list[Relation]:
     """All spatial relations of a prompt, in order of appearance; [] when there are none."""
     if not isinstance(prompt, str):
@@ -258,30 +416,67 @@ def parse(prompt: str) -> list[Relation]:
             continue
         ws = index_of[m.start()]
         we = ws + len(m.group().split())
-        found.append((ws, we, _group_relation(m)))
+        found.append((ws, we, _group_relation(m), any(w in _POSSESSIVES for w in m.group().split()[1:2])))
+
+    # "at the top of the image": a placement by side, not a relation to an object
+    frames, kept = [], []
+    for k, (ws, we, rel, poss) in enumerate(found):
+        ceil = found[k + 1][0] if k + 1 < len(found) else len(words)
+        obj = _np_right(words, we, ceil) if rel in AXIS_2D and not poss else None
+        if obj is not None and _phrase(words, obj) in _FRAMES and words[obj[0] - 1][0] in ("the", "this"):
+            frames.append((ws, obj[1], rel, "phrase"))
+        else:
+            kept.append((ws, we, rel, poss))
+    found = kept
 
     out: list[Relation] = []
-    last_subject, last_object_end = None, -1
-    for k, (ws, we, rel) in enumerate(found):
+    last_subject, last_object_end, last_antecedent, last_pronoun_end = None, -1, None, -1
+    for k, (ws, we, rel, poss) in enumerate(found):
         floor = found[k - 1][1] if k else 0
         ceil = found[k + 1][0] if k + 1 < len(found) else len(words)
+        if poss or _pronoun_at(words, we):  # "a table with a lamp above it", "a sofa with a lamp to its right"
+            subj = _np_left(words, ws, floor, owner=False)
+            obj = _antecedent(words, subj, last_pronoun_end) if subj is not None else None
+            if obj == (-1, -1) or obj is not None and _phrase(words, obj).split()[-1] in _PRONOUNS:
+                obj = last_antecedent  # "... in front of it and a tree behind it"
+            if obj is None or subj is None:
+                continue
+            last_antecedent, last_subject = obj, subj
+            last_object_end = last_pronoun_end = we + (not poss)
+            s, o = _phrase(words, subj), _phrase(words, obj)
+            if s.split()[-1] in _PRONOUNS:
+                continue
+            out.append(Relation(subject=s, relation=rel, object=o, subject_span=_span(words, subj),
+                                object_span=_span(words, obj), phrase_span=(words[ws][1], words[we - 1][2])))
+            continue
         subj = _np_left(words, ws, floor)
         obj = _np_right(words, we, ceil)
         if obj is None:
             continue
         if subj is None and ws > 0 and words[ws - 1][0] == "and" and last_object_end == ws - 1:
             subj = last_subject  # "a cat under a table and next to a chair": the cat again
-        if subj is None:  # inverted: "to the right of a book is a candle", "behind the fence, a horse"
+        inverted, strong = None, False  # "to the right of a book is a candle", "behind the fence, a horse"
+        if subj is None:
             i = obj[1]
-            if i < ceil and words[i][0] == ",":
-                i += 1
+            comma = i < ceil and words[i][0] == ","
+            i += comma
             while i < ceil and _is_verbish(words[i][0]):
-                i += 1
-            if i == obj[1]:
-                continue
-            subj = _np_right(words, i, ceil)
-            if subj is None:
-                continue
+                i, strong = i + 1, not comma  # "... a book is a candle", not "..., holding a rake"
+            if i != obj[1]:
+                inverted = _np_right(words, i, ceil)
+        if subj is None and not (inverted is not None and strong):
+            c = _start_of_clause(words, ws, floor)  # "a chair, to the left of a table", "a bird, which is above"
+            if c - 1 >= floor and words[c - 1][0] == ",":
+                left = _np_left(words, c - 1, floor)
+                if left is not None and left[1] == last_object_end and last_subject is not None:
+                    subj = last_subject  # "a lamp on a desk, next to a window": the lamp again
+                elif left is not None and not _after_preposition(words, left) and any(
+                        r[0] > 0 and (words[r[0] - 1][0] in _DETERMINERS or words[r[0] - 1][0].isdigit())
+                        for r in (left, obj)):
+                    subj = left  # an article on one side: not "best quality, above average detail"
+        subj = subj or inverted
+        if subj is None:
+            continue
         if words[ws][0] in _NEEDS_ARTICLE and we - ws == 1 and not any(
                 r[0] - 1 >= 0 and words[r[0] - 1][0] in _DETERMINERS for r in (subj, obj)):
             continue
@@ -299,4 +494,8 @@ def parse(prompt: str) -> list[Relation]:
                 phrase_span=(words[ws][1], words[we - 1][2]),
             )
         )
+    places = _placements(words, joined, index_of, frames)
+    if places:
+        barriers = [(ws, we) for ws, we, _, _ in found]
+        out = sorted(out + _side_relations(words, places, barriers), key=lambda r: r.phrase_span[0])
     return out

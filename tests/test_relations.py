@@ -63,7 +63,7 @@ def test_forms(prompt, expected):
 @pytest.mark.parametrize(
     "prompt",
     ["a beautiful landscape", "a left-handed guitarist", "the right choice", "a dog on a couch",
-     "", "a bowl of fruit, oil painting", "a table with a lamp above it"],
+     "", "a bowl of fruit, oil painting", "a cat on the left", "a table with a lamp above"],
 )
 def test_no_relation(prompt):
     assert parse(prompt) == []
