@@ -282,11 +282,12 @@ def _start_of_clause(words, ws: int, floor: int) -> int:
     return k
 
 
-def _after_preposition(words, rng) -> bool:
+def _preposition_before(words, rng) -> int | None:
+    """Index of the preposition the noun phrase at word range `rng` follows ("in a garden"), or None."""
     i = rng[0]
     while i > 0 and (words[i - 1][0] in _DETERMINERS or words[i - 1][0].isdigit()):
         i -= 1
-    return i > 0 and words[i - 1][0] in _PREPOSITIONS
+    return i - 1 if i > 0 and words[i - 1][0] in _PREPOSITIONS else None
 
 
 def _pronoun_at(words, k: int) -> bool:
@@ -337,7 +338,8 @@ _AXIS = {"left": "x", "right": "x", "above": "y", "below": "y", "front": "z", "b
 _CONJ = set("and while whereas but with".split())
 
 
-def _placements(words, joined: str, index_of: dict, frames: list) -> list[tuple[int, int, str, str]]:
+def _placements(words, joined: str, index_of: dict, frames: list, phrase_starts: set[int]
+                ) -> list[tuple[int, int, str, str]]:
     """Side placements (start word, end word, relation, kind), in order; `frames` adds "... of the image"."""
     out = list(frames)
     for rx, kind in [*_PLACE_RES, (_LABEL_RE, "label")]:
@@ -347,7 +349,7 @@ def _placements(words, joined: str, index_of: dict, frames: list) -> list[tuple[
             ws = index_of[m.start()]
             we = ws + len(m.group().split())
             nxt = words[we][0] if we < len(words) else "."
-            brk = not nxt[0].isalnum() or nxt in _CONJ
+            brk = not nxt[0].isalnum() or nxt in _CONJ or we in phrase_starts
             if kind == "label" and (ws == 0 or not words[ws - 1][0][0].isalnum()):
                 out.append((ws, we, _SIDE_RELATION[m.group(1)], kind))
             elif kind == "adverb" and brk:
@@ -358,8 +360,11 @@ def _placements(words, joined: str, index_of: dict, frames: list) -> list[tuple[
     return [p for k, p in enumerate(out) if not (k and p[0] < out[k - 1][1])]
 
 
-def _side_relations(words, places, barriers: list[tuple[int, int]]) -> list[Relation]:
-    """Pair placements on one axis with opposite sides: "X on the left and Y on the right" -> X left of Y."""
+def _side_relations(words, places, barriers: list[tuple[int, int]]) -> tuple[list[Relation], dict[int, tuple]]:
+    """Pair placements on one axis with opposite sides: "X on the left and Y on the right" -> X left of Y.
+
+    Also returns the noun phrase of each placement by its end word ("a cat on the left | under a table").
+    """
     attached = []  # (placement, noun phrase range)
     used_end = 0
     for k, (ws, we, rel, kind) in enumerate(places):
@@ -374,7 +379,7 @@ def _side_relations(words, places, barriers: list[tuple[int, int]]) -> list[Rela
                 i += 1
             while i < ceil and _is_verbish(words[i][0]):
                 i += 1
-            at_start = ws == floor or not words[ws - 1][0][0].isalnum() or words[ws - 1][0] in _CONJ | {"and"}
+            at_start = ws == floor or not words[ws - 1][0][0].isalnum() or words[ws - 1][0] in _CONJ
             after = _np_right(words, i, ceil) if at_start else None
         if before is None and after is None and kind != "label" and ws - 1 > floor and words[ws - 1][0] == ",":
             before = _np_left(words, ws - 1, floor)  # "a cat, on the left, and ..."
@@ -395,7 +400,7 @@ def _side_relations(words, places, barriers: list[tuple[int, int]]) -> list[Rela
         out.append(Relation(subject=_phrase(words, subj), relation=rel, object=_phrase(words, np),
                             subject_span=_span(words, subj), object_span=_span(words, np),
                             phrase_span=(words[ws][1], words[we - 1][2])))
-    return out
+    return out, {place[1]: np for place, np in attached}
 
 
 def parse(prompt: str) -> list[Relation]:
@@ -429,10 +434,13 @@ def parse(prompt: str) -> list[Relation]:
             kept.append((ws, we, rel, poss))
     found = kept
 
+    places = _placements(words, joined, index_of, frames, {ws for ws, _, _, _ in found})
+    side_out, placed = _side_relations(words, places, [(ws, we) for ws, we, _, _ in found])
+
     out: list[Relation] = []
     last_subject, last_object_end, last_antecedent, last_pronoun_end = None, -1, None, -1
     for k, (ws, we, rel, poss) in enumerate(found):
-        floor = found[k - 1][1] if k else 0
+        floor = max([found[k - 1][1] if k else 0] + [p[1] for p in places if p[1] <= ws])
         ceil = found[k + 1][0] if k + 1 < len(found) else len(words)
         if poss or _pronoun_at(words, we):  # "a table with a lamp above it", "a sofa with a lamp to its right"
             subj = _np_left(words, ws, floor, owner=False)
@@ -466,11 +474,17 @@ def parse(prompt: str) -> list[Relation]:
                 inverted = _np_right(words, i, ceil)
         if subj is None and not (inverted is not None and strong):
             c = _start_of_clause(words, ws, floor)  # "a chair, to the left of a table", "a bird, which is above"
-            if c - 1 >= floor and words[c - 1][0] == ",":
+            if c in placed:
+                subj = placed[c]  # "a cat on the left under a table": the cat
+            elif c - 1 >= floor and words[c - 1][0] == ",":
                 left = _np_left(words, c - 1, floor)
+                prep = _preposition_before(words, left) if left is not None else None
+                if prep is not None and prep > floor:  # "a cat sitting on a mat, next to a dog": the cat
+                    left = _np_left(words, prep, floor)
+                    prep = _preposition_before(words, left) if left is not None else None
                 if left is not None and left[1] == last_object_end and last_subject is not None:
                     subj = last_subject  # "a lamp on a desk, next to a window": the lamp again
-                elif left is not None and not _after_preposition(words, left) and any(
+                elif left is not None and prep is None and any(
                         r[0] > 0 and (words[r[0] - 1][0] in _DETERMINERS or words[r[0] - 1][0].isdigit())
                         for r in (left, obj)):
                     subj = left  # an article on one side: not "best quality, above average detail"
@@ -494,8 +508,6 @@ def parse(prompt: str) -> list[Relation]:
                 phrase_span=(words[ws][1], words[we - 1][2]),
             )
         )
-    places = _placements(words, joined, index_of, frames)
-    if places:
-        barriers = [(ws, we) for ws, we, _, _ in found]
-        out = sorted(out + _side_relations(words, places, barriers), key=lambda r: r.phrase_span[0])
+    if side_out:
+        out = sorted(out + side_out, key=lambda r: r.phrase_span[0])
     return out

@@ -27,13 +27,19 @@ def check(prompt, expected):
     ("a chair, to the left of a table", [("chair", "left", "table")]),
     ("A Wooden Chair , to the right of a desk", [("Wooden Chair", "right", "desk")]),
     ("two horses, in front of a red barn, 4k", [("horses", "front", "red barn")]),
-    ("a mug, behind a laptop; a pen, in front of the laptop", [("mug", "behind", "laptop"), ("pen", "front", "laptop")]),
+    ("a mug, behind a laptop; a pen, in front of the laptop",
+     [("mug", "behind", "laptop"), ("pen", "front", "laptop")]),
     ("a dog, sitting beside a cat", [("dog", "near", "cat")]),
     ("oil painting, a lighthouse, behind a rocky island", [("lighthouse", "behind", "rocky island")]),
     # after a comma the last subject goes on, as after "and"
     ("a lamp on top of a desk, next to a window", [("lamp", "above", "desk"), ("lamp", "near", "window")]),
     # a noun after a preposition is not the subject: the inverted form still wins
     ("in a garden, behind a fence, a horse", [("horse", "behind", "fence")]),
+    # ... but one after a noun and a preposition names that noun: the vase, not the table
+    ("a vase on a table, to the left of a lamp", [("vase", "left", "lamp")]),
+    ("a cat sitting on a mat, next to a dog", [("cat", "near", "dog")]),
+    # no article on either side: a list of tags, not a relation
+    ("masterpiece, best quality, above average detail", []),
     ("a man, standing behind a fence, holding a rake", [("man", "behind", "fence")]),
 ])
 def test_comma_before_relation(prompt, expected):
@@ -57,6 +63,7 @@ def test_comma_before_relation(prompt, expected):
     ("(a cat:1.2) on the left and (a dog:0.8) on the right", [("cat", "left", "dog")]),
     ("a cat on the left, a dog on the right, a rug under the dog",
      [("cat", "left", "dog"), ("rug", "below", "dog")]),
+    ("a cat on the left under a table and a dog on the right", [("cat", "left", "dog"), ("cat", "below", "table")]),
     ("a red cube on the left and a blue ball on the right, a cone at the top and a box at the bottom",
      [("red cube", "left", "blue ball"), ("cone", "above", "box")]),
 ])
