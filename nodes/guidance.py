@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
+import logging
 
-from ..pos_core import guidance
+from comfy_api.latest import io, ui
+
+from ..pos_core import attention, guidance
 
 from . import psg_patch
 from .common import CATEGORY, PosAttention, PosRelations, require_relations
@@ -59,7 +61,12 @@ class PoSGuidance(io.ComfyNode):
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
                                       smoothing=smoothing)
         patched, run = psg_patch.patch(model, relations, settings, attention_level)
-        return io.NodeOutput(patched, run)
+        note = attention.unguidable_note(relations.relations)
+        if note is None:
+            return io.NodeOutput(patched, run)
+        # depth / near relations have no attention axis: run (and record) rather than stop the queue
+        logging.getLogger("pos_spatial").warning(note)
+        return io.NodeOutput(patched, run, ui=ui.PreviewText(note))
 
 
 class PoSAttentionCapture(io.ComfyNode):

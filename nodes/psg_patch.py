@@ -53,6 +53,7 @@ class Run:
     targets: list[tuple[str, int, int]]
     groups: list[tuple[int, ...]] = field(default_factory=list)
     pairs: list[tuple[int, int, str]] = field(default_factory=list)
+    guided_pairs: list[tuple[int, int, str]] = field(default_factory=list)  # the 2D ones PSG can move
     active: bool = False
     guiding: bool = False
     layer_maps: list[torch.Tensor] = field(default_factory=list)
@@ -66,6 +67,7 @@ class Run:
     def __post_init__(self):
         self.groups = attention.token_groups(self.relations.relations)
         self.pairs = attention.relation_pairs(self.relations.relations, self.groups)
+        self.guided_pairs = attention.guidable_pairs(self.pairs)
 
     def reset(self) -> None:
         self.layer_maps, self.maps, self.losses, self.deltas, self.skipped = [], {}, {}, {}, []
@@ -215,9 +217,20 @@ def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> t
             return x
         maps = mean_over_layers(run.layer_maps, len(run.targets))
         run.layer_maps = []
-        loss = attention.maps_loss(maps, run.pairs, run.settings.smoothing) * run.settings.loss_scale
-        grad_x, = torch.autograd.grad(loss.sum(), xg)
+        loss = attention.maps_loss(maps, run.guided_pairs, run.settings.smoothing) * run.settings.loss_scale
+        if not loss.requires_grad:
+            # the maps did not depend on the latent (e.g. another patch replaced the attention
+            # with constants): nothing to follow, so leave the step as the sampler has it
+            run.skipped.append(step)
+            log.warning("PoS Guidance: the attention loss does not depend on the latent at step %d; "
+                        "step left unguided", step)
+            return x
+        grad_x, = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
     run.losses[step] = [float(v) for v in loss.detach()]
+    if grad_x is None:
+        run.skipped.append(step)
+        log.warning("PoS Guidance: no gradient reached the latent at step %d; step left unguided", step)
+        return x
     grad_x = grad_x.detach().float()
     if not bool(torch.isfinite(grad_x).all()):
         run.skipped.append(step)
@@ -245,7 +258,7 @@ def make_predict_noise(run: Run):
         step, first_call = step_of(sample_sigmas, sigma)
         sigma_next = float(sample_sigmas[step + 1])
         x_new = x
-        if (first_call and run.settings.scale > 0 and sigma_next > 0 and run.pairs
+        if (first_call and run.settings.scale > 0 and sigma_next > 0 and run.guided_pairs
                 and step < guidance.guided_steps(run.num_steps, run.settings.fraction)):
             x_new = _guided_latent(run, executor.class_obj, x, timestep, model_options, step)
         run.layer_maps = []

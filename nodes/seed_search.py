@@ -22,6 +22,9 @@ from .render import caption, grid, render_tile, to_tensor
 from .scoring import score_images
 
 MODES = ("attention", "pse")
+# samplers whose step i+1 depends on the latent at step i alone (no history, no injected noise): a
+# candidate's search-step latent can be finished from where the search left it
+RESUMABLE = frozenset({"euler", "heun", "dpm_2", "ddim"})
 
 
 def auto_batch(model, latent: torch.Tensor, candidates: int, requested: int) -> int:
@@ -36,6 +39,26 @@ def auto_batch(model, latent: torch.Tensor, candidates: int, requested: int) -> 
         if 3 * model.model.memory_required(shape) <= 0.8 * free:
             return b
     return 1
+
+
+def span_sampler(sampler_name: str, first: int, last: int, start: torch.Tensor | None = None,
+                 keep: dict | None = None) -> comfy.samplers.KSAMPLER:
+    """The named sampler run over steps [first, last) of a full schedule, from `start` (the latent at
+    step `first`) when given; `keep["x"]` gets the latent it ends on. ComfyUI and patches such as PoS
+    Guidance still see the full schedule, so guided steps and step sizes are those of a whole run."""
+    base = comfy.samplers.sampler_object(sampler_name)
+
+    def run(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        if start is not None:
+            x = start.to(device=x.device, dtype=x.dtype)
+        shifted = None if callback is None else (lambda d: callback({**d, "i": d["i"] + first}))
+        x = base.sampler_function(model, x, sigmas[first:last + 1], extra_args=extra_args, callback=shifted,
+                                  disable=disable, **options)
+        if keep is not None:
+            keep["x"] = x
+        return x
+
+    return comfy.samplers.KSAMPLER(run, base.extra_options, base.inpaint_options)
 
 
 def searched_maps(run, k: int) -> torch.Tensor:
@@ -106,11 +129,22 @@ class PoSSeedSearch(io.ComfyNode):
                              "Loader), or use attention mode")
         if mode == "attention" and search_steps > steps:
             raise ValueError(f"search_steps ({search_steps}) must not exceed steps ({steps})")
+        if mode == "attention" and not attention.guidable_pairs(
+                [(0, 0, r.relation) for r in relations.relations]):
+            raise ValueError("attention mode ranks left/right/above/below relations by their attention; this "
+                             "prompt has only front/behind/near ones: use mode pse with a vae, a detector and a "
+                             "PoS Depth Loader on depth_model")
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"][:1])
         seeds = [seed + i for i in range(candidates)]
         per = auto_batch(model, latent, candidates, batch_size)
         run_steps = search_steps if mode == "attention" else steps
-        pbar = comfy.utils.ProgressBar(candidates * run_steps + (steps if mode == "attention" else 0))
+        # deterministic samplers finish the best candidate from its search-step latent; others
+        # (ancestral, SDE, multistep) regenerate it from its seed
+        resume = mode == "attention" and sampler_name in RESUMABLE
+        sigmas = comfy.samplers.KSampler(model, steps, model.load_device, sampler_name, scheduler, 1.0,
+                                         model.model_options).sigmas
+        final_steps = (steps - run_steps if resume else steps) if mode == "attention" else 0
+        pbar = comfy.utils.ProgressBar(candidates * run_steps + final_steps)
         searched, run = model, None
         if mode == "attention":
             searched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0))
@@ -119,6 +153,7 @@ class PoSSeedSearch(io.ComfyNode):
         previews: list[torch.Tensor] = []
         samples: list[torch.Tensor] = []
         maps: list[torch.Tensor] = []
+        ends: list[torch.Tensor] = []  # attention mode: every candidate's latent at step search_steps
         for start in range(0, candidates, per):
             comfy.model_management.throw_exception_if_processing_interrupted()
             chunk = seeds[start:start + per]
@@ -129,9 +164,16 @@ class PoSSeedSearch(io.ComfyNode):
                 x0["latest"] = x0_pred
                 pbar.update(len(chunk))
 
-            out = comfy.sample.sample(searched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                      latent.repeat(len(chunk), 1, 1, 1), last_step=run_steps, callback=callback,
-                                      disable_pbar=True, seed=chunk[0])
+            batch = latent.repeat(len(chunk), 1, 1, 1)
+            if mode == "attention":
+                keep = {}
+                comfy.sample.sample_custom(searched, noise, cfg, span_sampler(sampler_name, 0, run_steps, keep=keep),
+                                           sigmas, positive, negative, batch, callback=callback, disable_pbar=True,
+                                           seed=chunk[0])
+                ends.append(keep["x"])
+            else:
+                out = comfy.sample.sample(searched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
+                                          batch, callback=callback, disable_pbar=True, seed=chunk[0])
             if mode == "attention":
                 maps.append(searched_maps(run, run_steps))
                 scores += [float(v) for v in attention.maps_loss(maps[-1], run.pairs)]
@@ -150,9 +192,15 @@ class PoSSeedSearch(io.ComfyNode):
             def final_callback(step, x0_pred, x, total):
                 pbar.update(1)
 
-            final = comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seeds[best]), steps, cfg,
-                                        sampler_name, scheduler, positive, negative, latent,
-                                        callback=final_callback, disable_pbar=True, seed=seeds[best])
+            if resume:
+                final = comfy.sample.sample_custom(
+                    model, torch.zeros_like(latent), cfg,
+                    span_sampler(sampler_name, run_steps, steps, start=torch.cat(ends)[best:best + 1]), sigmas,
+                    positive, negative, latent, callback=final_callback, disable_pbar=True, seed=seeds[best])
+            else:
+                final = comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seeds[best]), steps, cfg,
+                                            sampler_name, scheduler, positive, negative, latent,
+                                            callback=final_callback, disable_pbar=True, seed=seeds[best])
         else:
             final = torch.cat(samples)[best:best + 1]
         name = "attention loss (lower is better)" if mode == "attention" else "PSE (higher is better)"

@@ -51,11 +51,70 @@ def token_groups(relations: Sequence) -> list[tuple[int, ...]]:
     return out
 
 
+GUIDABLE = ("left", "right", "above", "below")
+
+
+def guidable_pairs(pairs: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The pairs PSG can guide: 2D relations only (front / behind / near have no attention axis)."""
+    return [p for p in pairs if p[2] in GUIDABLE]
+
+
+def unguidable_note(relations: Sequence) -> str | None:
+    """A user-facing sentence about relations PSG leaves alone, or None when it guides them all."""
+    skipped = [r for r in relations if r.relation not in GUIDABLE]
+    if not skipped:
+        return None
+    names = "; ".join(f"{r.subject} {r.relation} {r.object}" for r in skipped)
+    if len(skipped) == len(relations):
+        return (f"PoS Guidance moves attention left/right/above/below only; this prompt has none of those "
+                f"({names}), so sampling runs unguided and attention is only recorded. For front/behind, "
+                "use PoS Seed Search in pse mode with a PoS Depth Loader.")
+    return (f"PoS Guidance guides the left/right/above/below relations of this prompt and leaves {names} "
+            "unguided (front/behind: use PoS Seed Search in pse mode with a depth model).")
+
+
 def maps_loss(maps: torch.Tensor, pairs: Sequence[tuple[int, int, str]], smoothing: bool = True) -> torch.Tensor:
     """Sum of the PSG losses of `pairs` on [B, G, h, w] group maps: one loss per batch item [B]."""
     if smoothing:
         maps = guidance.smooth(maps)
-    directional = [(a, b, rel) for a, b, rel in pairs if rel in ("left", "right", "above", "below")]
+    directional = guidable_pairs(pairs)
     if not directional:
         return maps.new_zeros(maps.shape[0])
     return guidance.relations_loss((maps[:, a], maps[:, b], rel) for a, b, rel in directional)
+
+
+SOFTMAX = ("text", "joint")  # DiT maps: softmax over the text keys only, or over the full joint row
+
+
+def joint_token_maps(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img: tuple[int, int],
+                     groups: Sequence[Sequence[int]], h: int, w: int, softmax: str = "text") -> torch.Tensor:
+    """Image-to-text maps of token groups from one joint (MM-DiT) attention: [B, len(groups), h, w].
+
+    q, k: [B, heads, L, d] of the joint sequence; rows `img` = (start, end) are the image queries
+    (row-major h x w patches), keys `txt` = (start, end) the text tokens; group indices count from
+    the first text token. softmax "text": over the text keys only (Learn-to-Steer; N x T per head);
+    "joint": over the whole joint row, as the model attends (N x L per head). fp32, mean over heads.
+    """
+    if softmax not in SOFTMAX:
+        raise ValueError(f"softmax must be one of {SOFTMAX}, got {softmax!r}")
+    t = txt[1] - txt[0]
+    for g in groups:
+        bad = [i for i in g if not 0 <= i < t]
+        if bad:
+            raise ValueError(f"token indices {bad} are outside the {t}-token text context")
+    d = q.shape[-1]
+    qi = q[:, :, img[0]:img[1]].float() * d**-0.5
+    cols = torch.tensor([txt[0] + i for g in groups for i in g], device=q.device)
+    keys = k[:, :, txt[0]:txt[1]] if softmax == "text" else k
+    if softmax == "text":
+        cols = cols - txt[0]
+    total = None
+    for head in range(q.shape[1]):  # one head at a time: the N x L logits of all heads need not coexist
+        probs = torch.softmax(qi[:, head] @ keys[:, head].float().transpose(-1, -2), dim=-1)[..., cols]
+        total = probs if total is None else total + probs
+    probs = total / q.shape[1]  # [B, N, sum of group sizes]
+    maps, at = [], 0
+    for g in groups:
+        maps.append(probs[..., at:at + len(g)].mean(dim=-1))
+        at += len(g)
+    return torch.stack(maps, dim=1).reshape(q.shape[0], len(groups), h, w)

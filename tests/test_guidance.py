@@ -117,3 +117,21 @@ def test_bad_relation_for_guidance():
         G.relation_loss(torch.ones(4, 4), torch.ones(4, 4), "front")
     with pytest.raises(ValueError, match="H x W"):
         G.relation_loss(torch.ones(4), torch.ones(4), "left")
+
+
+def test_guidable_pairs_and_the_note_for_depth_relations():
+    from types import SimpleNamespace as R
+
+    from pos_core import attention
+
+    pairs = [(0, 1, "left"), (2, 3, "front"), (0, 3, "near"), (1, 2, "below")]
+    assert attention.guidable_pairs(pairs) == [(0, 1, "left"), (1, 2, "below")]
+    maps = torch.rand(2, 4, 8, 8, requires_grad=True)
+    assert not attention.maps_loss(maps, pairs[1:3]).requires_grad  # nothing to guide: no graph
+    assert attention.maps_loss(maps, pairs).requires_grad
+    rel = lambda s, r, o: R(subject=s, relation=r, object=o)  # noqa: E731
+    assert attention.unguidable_note([rel("cat", "left", "dog")]) is None
+    only = attention.unguidable_note([rel("vase", "front", "clock")])
+    assert "vase front clock" in only and "runs unguided" in only and "pse mode" in only
+    mixed = attention.unguidable_note([rel("cat", "left", "dog"), rel("cup", "near", "plate")])
+    assert "leaves cup near plate unguided" in mixed

@@ -165,3 +165,37 @@ def test_readme_documents_every_node_input_and_output(srv):
         missing = [i for i in inputs if i not in section]
         missing += [o for o in node["output_name"] if o not in section]
         assert not missing, (node["display_name"], missing)
+
+
+@pytest.mark.parametrize("prompt", ["a vase in front of a clock", "a cup near a plate",
+                                    "a vase behind a clock and a cup near a plate"])
+def test_depth_and_near_only_prompts_run_unguided_with_a_note(srv, prompt):
+    """Relations PSG cannot guide (front / behind / near) must not crash the sampler: the run goes
+    on unguided, records attention, and the guidance node says why in its UI output."""
+    graph = {**base_graph(prompt=prompt), **SAMPLERS["KSampler"]}
+    entry = srv.run(graph)
+    assert srv.output_images(entry, "9")
+    note = " ".join(entry["outputs"]["4"]["text"])
+    assert "left/right/above/below only" in note and "PoS Seed Search in pse mode" in note
+    unguided = {**base_graph(prompt=prompt, scale=0.0), **SAMPLERS["KSampler"]}
+    same = srv.run(unguided)
+    a, b = _pixels(srv.output_images(entry, "9")[0]), _pixels(srv.output_images(same, "9")[0])
+    assert (a == b).all(), "an unguidable prompt must give exactly the unguided image"
+
+
+def test_mixed_prompt_guides_the_2d_relation_and_notes_the_other(srv):
+    prompt = "a cat to the left of a dog and a vase in front of a clock"
+    entry = srv.run({**base_graph(prompt=prompt), **SAMPLERS["KSampler"]})
+    note = " ".join(entry["outputs"]["4"]["text"])
+    assert "leaves vase front clock unguided" in note
+    unguided = srv.run({**base_graph(prompt=prompt, scale=0.0), **SAMPLERS["KSampler"]})
+    a, b = _pixels(srv.output_images(entry, "9")[0]), _pixels(srv.output_images(unguided, "9")[0])
+    assert not (a == b).all(), "the left-of relation must still be guided"
+
+
+def _pixels(path):
+    """Decoded pixels of a saved PNG (the file also embeds the graph, which differs by scale)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path))

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from comfy_host import encode, sample
+from comfy_host import encode, guide, sample
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,50 @@ def test_attention_search_picks_the_lowest_attention_loss(host, mods):
     assert [c["seed"] for c in json.loads(table2)["candidates"]] == [c["seed"] for c in t["candidates"]]
 
 
+def runs_from_the_first_step(model):
+    """(clone of model, list) where the list counts the sampling runs that start at the first step:
+    model calls at the highest timestep that do not follow one at that same timestep."""
+    timesteps: list[float] = []
+
+    def unet(apply, a):
+        timesteps.append(float(a["timestep"].flatten()[0]))
+        return apply(a["input"], a["timestep"], **a["c"])
+
+    counted = model.clone()
+    counted.set_model_unet_function_wrapper(unet)
+
+    def count() -> int:
+        top = max(timesteps)
+        return sum(1 for i, t in enumerate(timesteps) if t == top and (i == 0 or timesteps[i - 1] != top))
+
+    return counted, count
+
+
+@pytest.mark.parametrize("sampler,resumed", [("euler", True), ("heun", True), ("euler_ancestral", False)])
+def test_search_finishes_the_best_candidate_as_ksampler_would(host, mods, sampler, resumed):
+    """Deterministic samplers finish the best candidate from its step-k latent (the 2 search batches are
+    the only runs from step 0); stochastic ones regenerate it (a third run). Either way the LATENT is
+    what a KSampler with best_seed makes."""
+    cond, rels = encode(host, "a cat to the left of a dog")
+    counted, runs = runs_from_the_first_step(host.model)
+    latent, best, _, _ = search(host, mods, rels, cond, model=counted, sampler_name=sampler, batch_size=2)
+    assert runs() == (2 if resumed else 3)
+    again = sample(host, host.model, cond, seed=best, steps=6, cfg=5.0, sampler=sampler)
+    assert torch.allclose(latent["samples"], again, atol=1e-5), float((latent["samples"] - again).abs().max())
+
+
+def test_search_on_a_guided_model_finishes_as_a_guided_ksampler(host, mods):
+    """The guided window (first 3 of 6 steps) spans the resume step (2): the search runs the guidance on
+    the full schedule, so the finished best candidate is the guided KSampler run of best_seed."""
+    cond, rels = encode(host, "a cat to the left of a dog")
+    guided, _ = guide(host, rels, fraction=0.5)
+    latent, best, _, _ = search(host, mods, rels, cond, model=guided, batch_size=2)
+    again = sample(host, guided, cond, seed=best, steps=6, cfg=5.0)
+    plain = sample(host, host.model, cond, seed=best, steps=6, cfg=5.0)
+    assert not torch.allclose(again, plain, atol=1e-3), "the guidance moved the latent"
+    assert torch.allclose(latent["samples"], again, atol=1e-4), float((latent["samples"] - again).abs().max())
+
+
 def test_pse_search_and_errors(host, mods, tiny_models):
     from pos_spatial_pack.pos_core import detect
 
@@ -134,3 +178,10 @@ def test_pse_search_and_errors(host, mods, tiny_models):
     scores = {c["seed"]: c["score"] for c in t["candidates"]}
     assert best == max(scores, key=lambda s: (scores[s], -s)) and latent["samples"].shape == (1, 4, 32, 32)
     assert grid.shape[1] > 256
+
+
+def test_attention_search_refuses_depth_only_prompts(host, mods):
+    """Attention mode cannot rank front/behind/near (every score would be 0): a clear refusal."""
+    cond, rels = encode(host, "a vase in front of a clock")
+    with pytest.raises(ValueError, match="use mode pse .* PoS Depth Loader"):
+        search(host, mods, rels, cond)
