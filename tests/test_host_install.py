@@ -4,6 +4,7 @@ then start the real server offline: the pack loads, fast, with one log line."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +14,46 @@ import comfy_host
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SKIP_TOP = {".git", ".venv"}
+
+
+def copy_worktree(src: Path, dst: Path) -> None:
+    """Copy the working tree over a clone in Python (no rsync on a fresh machine), leaving out git data,
+    the venv, test artifacts and caches."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        rel = Path(folder).relative_to(src)
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        if rel == Path("."):
+            skip |= SKIP_TOP & set(names)
+        if rel == Path("tests"):
+            skip |= {"artifacts"} & set(names)
+        return skip
+
+    shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True, symlinks=True)
+
+
+def test_copy_worktree_leaves_out_git_and_venv(tmp_path):
+    """Host-free: the copy helper itself (it runs on every machine, with or without ComfyUI)."""
+    src = tmp_path / "src"
+    for f in ("a.py", ".git/HEAD", ".venv/bin/python", "tests/artifacts/x.png", "tests/t.py", "p/__pycache__/c.pyc"):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_text(f)
+    dst = tmp_path / "dst"
+    (dst / "a.py").parent.mkdir(parents=True)
+    (dst / "a.py").write_text("old")
+    copy_worktree(src, dst)
+    got = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert got == ["a.py", "tests/t.py"] and (dst / "a.py").read_text() == "a.py"
+
+
 def test_clone_install_and_load(comfyui_path, tmp_path):
     base = tmp_path / "comfy"
     target = base / "custom_nodes" / "comfyui-pos-spatial"
     target.parent.mkdir(parents=True)
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
     # uncommitted work of this checkout is what is under test: copy it over the clone
-    subprocess.run(["rsync", "-a", "--exclude", ".git", "--exclude", ".venv", "--exclude", "tests/artifacts",
-                    f"{ROOT}/", f"{target}/"], check=True)
+    copy_worktree(ROOT, target)
     for line in (target / "requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
