@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     e.add_argument("--out", default="pos_eval", help="output folder (default: pos_eval)")
     e.set_defaults(func=_evaluate_command)
+    from .sr4g.cli import add_parser as add_sr4g
+
+    add_sr4g(sub)
+    from .bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     args = ap.parse_args(argv)
     return args.func(args)
 
