@@ -13,6 +13,7 @@ import torch
 from . import baselines
 from .pse import aggregate, pse_batch, pse_depth_batch
 from .relations import AXIS_2D, DEPTH, canonical_relation
+from .sr4g import metrics as sr4g_metrics
 
 
 @dataclass
@@ -110,7 +111,7 @@ def load_records(images_dir: str, prompts_file: str) -> list[dict]:
     except OSError as e:
         raise ValueError(f"cannot read --prompts {prompts_file!r}: {e.strerror}") from e
     if prompts_file.endswith((".jsonl", ".json")):
-        out = []
+        out, unnamed = [], []
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -118,11 +119,15 @@ def load_records(images_dir: str, prompts_file: str) -> list[dict]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{prompts_file}:{n} is not JSON: {e.msg}") from e
-            if "image" not in rec or "prompt" not in rec:
+            if "prompt" not in rec or ("image" not in rec and not sr4g_metrics.is_sr4g_record(rec)):
                 raise ValueError(f"{prompts_file}:{n} needs 'image' and 'prompt'")
+            if "image" not in rec:  # SR4G prompt files: images named "<line index>_*.png"
+                rec.setdefault("prompt_id", n - 1)
+                unnamed.append(rec)
+                continue
             rec["image"] = os.path.join(images_dir, rec["image"])
             out.append(rec)
-        return out
+        return out + (_indexed_images(images_dir, unnamed, prompts_file) if unnamed else [])
     files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTS))
     out = []
     for f in files:
@@ -132,6 +137,36 @@ def load_records(images_dir: str, prompts_file: str) -> list[dict]:
                              "(name images like 12_0.png, or use a JSONL prompts file)")
         out.append({"image": os.path.join(images_dir, f), "prompt": lines[int(m.group(1))],
                     "prompt_id": int(m.group(1))})
+    return out
+
+
+def _indexed_images(images_dir: str, records: list[dict], prompts_file: str) -> list[dict]:
+    """One record per image named "<prompt_id>_*.png" (several images per prompt, as VISOR counts them)."""
+    import os
+    import re
+
+    by_id = {int(r["prompt_id"]): r for r in records}
+    out = []
+    for f in sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTS)):
+        m = re.match(r"(\d+)[_.\-]", f)
+        if not m or int(m.group(1)) not in by_id:
+            raise ValueError(f"image {f!r} does not start with the prompt_id of a line of {prompts_file!r}")
+        out.append({**by_id[int(m.group(1))], "image": os.path.join(images_dir, f)})
+    return out
+
+
+def _sr4g_score(found: list, relation: str, height: int, width: int, rec: dict) -> dict:
+    """SR4G verdict of one image (see pos_core.sr4g.metrics), with PSE and the baselines for left / right /
+    above / below."""
+    verdict = sr4g_metrics.verdict(found[0].boxes, found[1].boxes, relation, width, height)
+    out = {"relation": relation, "split": rec.get("split"), "missing_subject": not found[0].boxes,
+           "missing_object": not found[1].boxes, "sr4g_correct": verdict["correct"]}
+    canonical = sr4g_metrics.PROJECTIVE_TO_PSE.get(relation)
+    if canonical:
+        out.update({k: x for k, x in score_relation(found[0], canonical, found[1]).items()
+                    if k not in ("relation", "missing_subject", "missing_object")})
+    else:
+        out["pse"] = None
     return out
 
 
@@ -154,6 +189,8 @@ def evaluate_records(records: list[dict], detector=None, depth=None, threshold: 
     """Score every record: per-image results and the summary (see `summarize`)."""
     import os
 
+    from types import SimpleNamespace
+
     import numpy as np
     from PIL import Image
 
@@ -163,7 +200,9 @@ def evaluate_records(records: list[dict], detector=None, depth=None, threshold: 
     for k, rec in enumerate(records):
         img = np.asarray(Image.open(rec["image"]).convert("RGB"))
         h, w = img.shape[:2]
-        rels = parse(rec["prompt"])
+        sr4g = sr4g_metrics.is_sr4g_record(rec)
+        rels = [SimpleNamespace(subject=rec["subject"], relation=rec["relation"], object=rec["object"])] if sr4g \
+            else parse(rec["prompt"])
         needs_depth = any(r.relation in DEPTH for r in rels)
         dmap = depth.predict(img) if (needs_depth and depth is not None) else None
         objects = rec.get("objects") or {}
@@ -181,14 +220,20 @@ def evaluate_records(records: list[dict], detector=None, depth=None, threshold: 
                                      "'objects' or pass --detector")
             if r.relation in DEPTH and dmap is None:
                 raise ValueError(f"{rec['image']}: {r.relation!r} needs --depth")
-            res.append({"subject": r.subject, "object": r.object, **score_relation(found[0], r.relation, found[1], dmap)})
+            res.append({"subject": r.subject, "object": r.object,
+                        **(_sr4g_score(found, r.relation, h, w, rec) if sr4g
+                           else score_relation(found[0], r.relation, found[1], dmap))})
         per_image.append(res)
         prompt_ids.append(rec.get("prompt_id", rec["prompt"]))
         rows.append({"image": os.path.basename(rec["image"]), "prompt": rec["prompt"],
                      "pse": image_score(res), "relations": res})
         if progress:
             progress(k + 1, len(records))
-    return rows, summarize(per_image, prompt_ids)
+    summary = summarize(per_image, prompt_ids)
+    s4 = sr4g_metrics.summarize(per_image)
+    if s4:
+        summary["sr4g"] = s4
+    return rows, summary
 
 
 def summary_table(summary: dict) -> str:
@@ -205,6 +250,8 @@ def summary_table(summary: dict) -> str:
         lines += [f"| {k} | {v[k]:.2f} % |" for k in sorted(v) if k.startswith("VISOR_") and k[6:].isdigit()]
         lines += [f"| GenEval position | {100 * summary['geneval_position']:.2f} % |",
                   f"| T2I-CompBench 2D | {summary['t2i_compbench_2d']:.4f} |"]
+    if "sr4g" in summary:
+        lines += sr4g_metrics.table_lines(summary["sr4g"])
     return "\n".join(lines)
 
 
