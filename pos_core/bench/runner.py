@@ -65,6 +65,11 @@ def plan(opts: Options) -> tuple[list[Unit], list, dict, dict]:
     return units, configs, scoring, manifest
 
 
+def remaining(units: list[Unit], done: set[str]) -> list[Unit]:
+    """The units without a committed row, in plan order: what a (re)started run makes."""
+    return [u for u in units if u.key not in done]
+
+
 def _row(unit: Unit, digest: str, attempts: int, gen: dict | None, score: dict | None, error: str | None) -> dict:
     row = {**unit.to_dict(), "config_digest": digest, "attempts": attempts,
            "status": "ok" if error is None else "failed", "error": error}
@@ -126,8 +131,9 @@ class Runner:
         store.check_manifest(manifest)
         digests = {c.name: c.digest() for c in configs}
         done = store.done()
-        todo = deque(u for u in units if u.key not in done)
-        self.log(f"bench: {len(units)} units ({len(done)} already done, {len(todo)} to do) in {o.out}")
+        todo = deque(remaining(units, done))
+        skipped = len(units) - len(todo)
+        self.log(f"bench: {len(units)} units ({skipped} already done, {len(todo)} to do) in {o.out}")
         t0, made, failed = time.time(), 0, 0
         if todo:
             made, failed = self._loop(todo, configs, scoring, store, digests)
@@ -137,7 +143,7 @@ class Runner:
         table = report.write(o.out, rows, [c.name for c in configs])
         minutes = (time.time() - t0) / 60
         self.log(table)
-        return {"units": len(units), "skipped": len(done), "made": made, "failed": failed,
+        return {"units": len(units), "skipped": skipped, "made": made, "failed": failed,
                 "minutes": minutes, "units_per_minute": made / minutes if made and minutes else None}
 
     def _loop(self, todo: deque, configs: list, scoring: dict, store: Store, digests: dict) -> tuple[int, int]:
