@@ -6,11 +6,11 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import attention_maps, guidance, relations, scoring, seed_search
+from . import attention_maps, guidance, relations, scoring, seed_search, sr4g
 
 scoring.register_folder()
 NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES,
-                                   *seed_search.NODES]
+                                   *seed_search.NODES, *sr4g.NODES]
 
 
 class PoSExtension(ComfyExtension):

@@ -109,7 +109,7 @@ def api_to_ui(prompt: dict, object_info: dict, titles: dict | None = None) -> di
             if is_widget(typ):
                 value = opts.get("default") if given is None or linked else given
                 if value is None and isinstance(typ, list):
-                    value = typ[0]
+                    value = typ[0] if typ else ""  # a linked combo may have no options yet (a folder list)
                 widgets.append(value)
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")

@@ -1,0 +1,102 @@
+"""SR4G in the real ComfyUI: the shipped sr4g_lora_training workflow runs end to end on the random-weight
+checkpoint (SR4G Spatial Captions -> Load Image and Text Dataset from Folder -> VAE Encode -> Train LoRA ->
+Save LoRA), 64 px images and 2 steps for CPU time; a broken annotation file fails with its annotation id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import comfy_host
+from workflow_format import ui_to_api
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+
+
+def coco(images: Path, ann: Path, broken: bool = False) -> None:
+    """Three 64 x 64 images: 1 and 2 (train for split seed 0) each with a dog left of a cat, 3 (test) with a
+    thing3 left of a thing4. Ten categories, so 20 % unseen (seed 0: ids 3 and 4) leaves dog and cat seen
+    and gives image 3 test_unseen captions."""
+    images.mkdir(parents=True, exist_ok=True)
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    imgs, anns = [], []
+    for i, (a, b) in ((1, (1, 2)), (2, (1, 2)), (3, (3, 4))):
+        Image.fromarray(rng.randint(0, 255, (64, 64, 3), dtype=np.uint8)).save(images / f"{i}.png")
+        imgs.append({"id": i, "file_name": f"{i}.png", "width": 64, "height": 64})
+        anns.append({"id": 10 * i, "image_id": i, "category_id": a, "bbox": [2, 20, 20, 20], "iscrowd": 0})
+        anns.append({"id": 10 * i + 1, "image_id": i, "category_id": b if not (broken and i == 2) else 99,
+                     "bbox": [40, 20, 20, 20], "iscrowd": 0})
+    ann.write_text(json.dumps({"images": imgs, "annotations": anns,
+                               "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}] +
+                               [{"id": c, "name": f"thing{c}"} for c in range(3, 11)]}))
+
+
+def install_coco(base: Path) -> None:
+    """The tiny COCO download where the shipped SR4G workflows look for it (input/coco/...)."""
+    coco(base / "input" / "coco" / "train2017", base / "input" / "coco" / "annotations" / "instances_train2017.json")
+
+
+def shrink_sr4g(prompt: dict) -> dict:
+    """The SR4G and training nodes of a shipped workflow made cheap for a CPU (2 pairs, 64 px, 2 steps)."""
+    for node in prompt.values():
+        i, t = node["inputs"], node["class_type"]
+        if t == "SR4GSpatialCaptions":
+            i.update(max_pairs=2, max_per_image=1)
+        elif t == "LoadImageTextSetFromFolderNode":
+            i.update(width=64, height=64)
+        elif t == "TrainLoraNode":
+            i.update(steps=2, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False, rank=2)
+    return prompt
+
+
+@pytest.fixture(scope="module")
+def srv(comfyui_path, tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_sr4g")
+    with comfy_host.server(comfyui_path, base) as s:
+        install_coco(base)
+        coco(base / "input" / "coco" / "train2017", base / "input" / "coco" / "broken.json", broken=True)
+        yield s
+
+
+def training_prompt(srv, annotations: str | None = None) -> dict:
+    prompt = ui_to_api(json.loads((WORKFLOWS / "sr4g_lora_training.json").read_text()), srv.get("/object_info"))
+    for node in prompt.values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["inputs"]["ckpt_name"] = comfy_host.FIXTURE
+        elif node["class_type"] == "SR4GSpatialCaptions" and annotations:
+            node["inputs"]["annotations"] = annotations
+    return shrink_sr4g(prompt)
+
+
+def test_sr4g_lora_training_workflow_runs_end_to_end(srv):
+    prompt = training_prompt(srv)
+    types = {n["class_type"] for n in prompt.values()}
+    assert {"SR4GSpatialCaptions", "LoadImageTextSetFromFolderNode", "VAEEncode", "TrainLoraNode",
+            "SaveLoRANode"} <= types
+    entry = srv.run(prompt, timeout=900)
+    assert entry["status"]["status_str"] == "success"
+    dataset = srv.base / "input" / "sr4g_train"
+    captions = sorted(p.read_text().strip() for p in dataset.glob("*.txt"))
+    assert len(captions) == 2 and all(c.startswith(("a dog ", "a cat ")) for c in captions)
+    assert len(list((srv.base / "output" / "sr4g").glob("*/triplets.jsonl"))) == 1
+    saved = list((srv.base / "output" / "loras").glob("sr4g_lora_2_steps_*.safetensors"))
+    assert len(saved) == 1
+    from safetensors.torch import load_file
+
+    weights = load_file(str(saved[0]))
+    assert weights and any("lora" in k for k in weights), list(weights)[:5]
+
+
+def test_broken_annotations_fail_with_the_annotation_id(srv):
+    prompt = training_prompt(srv, "coco/broken.json")
+    r = srv.queue(prompt)
+    assert "prompt_id" in r, r
+    entry = srv.wait(r["prompt_id"], timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    text = json.dumps(entry["status"]["messages"])
+    assert "annotation 21: unknown category_id 99" in text, text[:2000]
