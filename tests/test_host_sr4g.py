@@ -51,13 +51,22 @@ def shrink_sr4g(prompt: dict) -> dict:
             i.update(width=64, height=64)
         elif t == "TrainLoraNode":
             i.update(steps=2, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False, rank=2)
+        elif t == "CheckpointLoaderSimple":
+            i["ckpt_name"] = comfy_host.FIXTURE
+        elif t == "PoSDetectorLoader":
+            i["detector"], i["sam"] = "tiny-owl", "tiny-sam"
+        elif t == "EmptyLatentImage":
+            i["width"] = i["height"] = 64
+        elif t == "KSampler":
+            i["steps"] = 2
     return prompt
 
 
 @pytest.fixture(scope="module")
-def srv(comfyui_path, tmp_path_factory):
+def srv(comfyui_path, tiny_models, tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_sr4g")
-    with comfy_host.server(comfyui_path, base) as s:
+    models = {"tiny-owl": tiny_models["owlv2"], "tiny-sam": tiny_models["sam"]}
+    with comfy_host.server(comfyui_path, base, pos_models=models) as s:
         install_coco(base)
         coco(base / "input" / "coco" / "train2017", base / "input" / "coco" / "broken.json", broken=True)
         yield s
@@ -100,3 +109,16 @@ def test_broken_annotations_fail_with_the_annotation_id(srv):
     assert entry["status"]["status_str"] == "error"
     text = json.dumps(entry["status"]["messages"])
     assert "annotation 21: unknown category_id 99" in text, text[:2000]
+
+
+def test_sr4g_benchmark_workflow_runs(srv):
+    """test_unseen prompt -> base / LoRA (trained in the graph) / PoS Guidance -> three PoS Scores."""
+    prompt = shrink_sr4g(ui_to_api(json.loads((WORKFLOWS / "sr4g_benchmark.json").read_text()),
+                                   srv.get("/object_info")))
+    for node in prompt.values():
+        if node["class_type"] == "SR4GSpatialCaptions" and node["inputs"]["split"] == "test_unseen":
+            node["inputs"]["max_pairs"] = 1
+    entry = srv.run(prompt, timeout=900)
+    scores = [k for k, n in prompt.items() if n["class_type"] == "PoSScore"]
+    assert len(scores) == 3 and all(entry["outputs"].get(k) for k in scores)
+    assert len(list((srv.base / "output" / "sr4g_bench").glob("*.png"))) == 3
