@@ -38,6 +38,7 @@ class Coco:
     seg_length: np.ndarray | None = None
     seg_path: str | None = None
     _starts: dict = field(default_factory=dict)
+    _seg_file: object = None
 
     def image_ids(self) -> list[int]:
         """Images in a fixed order (ascending id)."""
@@ -52,11 +53,15 @@ class Coco:
         """The stored segmentation of annotation row `row` (None when segmentations were not kept)."""
         if self.seg_path is None or self.seg_length[row] == 0:
             return None
-        with open(self.seg_path, "rb") as f:
-            f.seek(int(self.seg_offset[row]))
-            return json.loads(f.read(int(self.seg_length[row])))
+        if self._seg_file is None:
+            self._seg_file = open(self.seg_path, "rb")
+        self._seg_file.seek(int(self.seg_offset[row]))
+        return json.loads(self._seg_file.read(int(self.seg_length[row])))
 
     def close(self) -> None:
+        if self._seg_file is not None:
+            self._seg_file.close()
+            self._seg_file = None
         if self.seg_path and os.path.exists(self.seg_path):
             os.remove(self.seg_path)
         self.seg_path = None

@@ -121,7 +121,14 @@ def image_triplets(data: coco_io.Coco, image_id: int, opts: Options, unseen: set
             ma, mb = mask(ra), mask(rb)
             if ma is None or mb is None:
                 return True  # no mask: fall back to the boxes
-            return coco_io.masks_touch(ma, mb, opts.margins.touch_px)
+            # the masks can only meet where both boxes, grown by touch_px, overlap: test that window only
+            px = opts.margins.touch_px
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _xyxy(data.bbox[ra]), _xyxy(data.bbox[rb])
+            x0, y0 = int(max(0, max(ax0, bx0) - px - 1)), int(max(0, max(ay0, by0) - px - 1))
+            x1, y1 = int(min(width, min(ax1, bx1) + px + 2)), int(min(height, min(ay1, by1) + px + 2))
+            if x1 <= x0 or y1 <= y0:
+                return False
+            return coco_io.masks_touch(ma[y0:y1, x0:x1], mb[y0:y1, x0:x1], px)
         return touching
 
     use_masks = opts.use_masks and data.seg_path is not None and any(r in wanted for r in MASK_RELATIONS)
