@@ -499,10 +499,12 @@ def test_cli_build_prompts_and_errors(tmp_path, capsys):
                "--val-fraction", "0", "--test-fraction", "0", "--relations", "left_of", "Right-of", "larger",
                "--export", "kohya", str(tmp_path / "k"), "--export", "hf", str(tmp_path / "h")])
     assert rc == 0
-    assert triples(out) == {(1, "dog", "left of", "cat"), (1, "cat", "right of", "dog"), (2, "umbrella", "larger", "dog")}
+    assert triples(out) == {(1, "dog", "left of", "cat"), (1, "cat", "right of", "dog"),
+                            (2, "umbrella", "larger", "dog")}
     assert len(list((tmp_path / "k").glob("*.txt"))) == 3 and (tmp_path / "h" / "metadata.jsonl").exists()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["per_relation"]["left of"]["train"] == 1 and set(summary["per_relation"]) == {"left of", "right of", "larger"}
+    assert summary["per_relation"]["left of"]["train"] == 1
+    assert set(summary["per_relation"]) == {"left of", "right of", "larger"}
     rc = main(["sr4g", "prompts", "--dataset", str(out), "--split", "train", "--out", str(tmp_path / "p.jsonl")])
     assert rc == 0 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
     assert main(["sr4g", "prompts", "--dataset", str(out), "--split", "nope", "--out", str(tmp_path / "q")]) == 2

@@ -1,6 +1,7 @@
 """SR4G captions: "<subject> <relation phrase> <object>", with articles, number words and plurals.
 
-The paper's captions are template sentences of the form "a dog to the left of a cat" (sec. 3); counts
+SR4G builds its captions from templates (abstract and dataset description); the form used here is
+"a dog to the left of a cat" (VISOR's prompt form, our choice of wording); counts
 above one become number words ("two dogs"), so the caption stays true when an image holds several
 instances of a class (our choice where the paper is silent).
 """

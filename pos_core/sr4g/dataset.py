@@ -1,13 +1,15 @@
 """Build an SR4G dataset: filters, class-level triplets, seen / unseen splits, resumable JSONL output.
 
-Filters (SR4G sec. 3 names object size, crowds, same-class pairs and ambiguity; the values are ours):
+Filters (object size, crowds, same-class pairs, ambiguity: the kinds the issue attributes to SR4G; the
+rules and values are ours, as the paper's text was not reachable here):
 crowd annotations are dropped and their class is left out of that image (its count is unknown); objects
 whose box covers less than `min_area` of the image are treated as absent; a class with more than
 `max_count` instances is left out; pairs of the same class are never captioned. A (subject class,
 relation, object class) triplet holds in an image when the relation holds, margins included, between
 every subject instance and every object instance, so a caption never depends on which instance is meant.
 
-Splits (sec. 3.2): a seeded share of the categories is unseen; each image goes, by a seeded hash of its
+Splits (the abstract: an unseen split whose train and test object sets are disjoint; the design is
+ours): a seeded share of the categories is unseen; each image goes, by a seeded hash of its
 id, to train, val or test. Train and val keep triplets of seen classes only; a test image gives its
 seen-only triplets to test_seen and its unseen-only triplets to test_unseen. Mixed triplets are dropped,
 so no unseen class is ever named in train or val, and no test image is trained on.

@@ -1,4 +1,4 @@
-"""SR4G's metrics on generated images (sec. 4 of the paper): object accuracy (OA), VISOR and VISOR_cond,
+"""SR4G's metrics on generated images (the paper reports VISOR, VISOR_cond and object accuracy): OA, VISOR, VISOR_cond,
 overall, per relation and per split, from detected boxes.
 
 A relation is judged as VISOR judges its four: correct when any (subject, object) detection pair satisfies

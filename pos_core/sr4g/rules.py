@@ -1,10 +1,10 @@
 """The 14 SR4G relations between two annotated objects, decided from their boxes (and masks for one).
 
-SR4G (Salaberria et al., arXiv 2403.00587, sec. 3) derives captions with 14 explicit relations in three
-families: projective, topological and scale. The paper names the families and the count, not the
-geometry; the rules here are the same group's COCO rules (Azkune et al., "Grounding Spatial Relations in
+SR4G (Salaberria et al., arXiv 2403.00587, abstract and dataset description) derives captions with 14
+explicit relations in three families: projective, topological and scale. Its method text was not
+reachable here; the rules here are the same group's COCO rules (Azkune et al., "Grounding Spatial Relations in
 Text-Only Language Models", arXiv 2403.13666, code `gazkune/SpatialLM`), rewritten, plus margins of ours
-that keep borderline pairs out of training captions (the paper's "ambiguous cases"). Boxes are
+that keep borderline pairs out of training captions (ambiguous cases). Boxes are
 (x0, y0, x1, y1) in pixels; positions are compared in image-normalised coordinates, sizes in pixels.
 """
 
