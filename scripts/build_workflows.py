@@ -19,6 +19,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
+# Download links the front end's missing-model dialog offers (node properties.models): every model
+# file a shipped workflow loads needs one here (Hugging Face resolve URLs, .safetensors).
+MODEL_URLS = {
+    SD15: "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/" + SD15,
+    SDXL: "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/" + SDXL,
+}
+# ComfyUI model folder of each loader node's files
+MODEL_DIRECTORIES = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
+                     "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders",
+                     "TripleCLIPLoader": "text_encoders", "VAELoader": "vae"}
+MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 PROMPT = "a photo of a cat to the left of a dog, natural light, detailed"
 NEG = "blurry, deformed, low quality"
 
@@ -189,6 +200,58 @@ WORKFLOWS = {
 }
 
 
+def add_model_links(workflow: dict) -> dict:
+    """properties.models (name, url, directory) on every loader node, for the missing-model dialog."""
+    for node in workflow["nodes"]:
+        files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v.endswith(MODEL_SUFFIXES)]
+        if not files:
+            continue
+        if node["type"] not in MODEL_DIRECTORIES:
+            sys.exit(f"node {node['id']} ({node['type']}) loads {files}: add its folder to MODEL_DIRECTORIES")
+        missing = [f for f in files if f not in MODEL_URLS]
+        if missing:
+            sys.exit(f"no download link for {missing}: add it to MODEL_URLS")
+        directory = MODEL_DIRECTORIES[node["type"]]
+        node["properties"]["models"] = [{"name": f, "url": MODEL_URLS[f], "directory": directory} for f in files]
+    return workflow
+
+
+# Front-end geometry (comfyui-frontend-package's LiteGraph): the title bar is drawn above a node's pos;
+# on load a node grows to its computeSize (about 20 px a slot row, 24 a widget, 54 a multiline text
+# box, a title's width), so each node is given at least that here and no neighbour sits in its way.
+TITLE_HEIGHT, SLOT_ROW, WIDGET_ROW, TEXT_BOX, GAP = 30, 20, 26, 60, 40
+
+
+def min_size(node: dict, info: dict) -> tuple[int, int]:
+    """At least the size the front end computes for the node (rounded up, with a margin)."""
+    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    slots = max(len([i for i in node["inputs"] if "widget" not in i]), len(node["outputs"]))
+    rows = len(node.get("widgets_values") or []) * WIDGET_ROW
+    for typ, *opts in spec.values():
+        extra = opts[0] if opts and isinstance(opts[0], dict) else {}
+        rows += (TEXT_BOX - WIDGET_ROW) * bool(extra.get("multiline")) + WIDGET_ROW * bool(extra.get("image_upload"))
+    width = max(340, 60 + 7 * len(node.get("title", "")), 60 + 7 * len(info.get("display_name") or node["type"]))
+    return width, 20 + slots * SLOT_ROW + rows
+
+
+def arrange(workflow: dict, info: dict) -> dict:
+    """Columns of api_to_ui's dependency depth, each as wide as its widest node and stacked without
+    overlap (title bars included); nodes at least their front-end size."""
+    columns: dict[int, list[dict]] = {}
+    for node in workflow["nodes"]:
+        w, h = min_size(node, info[node["type"]])
+        node["size"] = [max(node["size"][0], w), max(node["size"][1], h)]
+        columns.setdefault(node["pos"][0], []).append(node)
+    x = 40
+    for key in sorted(columns):
+        y = 40 + TITLE_HEIGHT
+        for node in sorted(columns[key], key=lambda n: n["pos"][1]):
+            node["pos"] = [x, y]
+            y += node["size"][1] + GAP + TITLE_HEIGHT
+        x += max(n["size"][0] for n in columns[key]) + GAP
+    return workflow
+
+
 def main() -> None:
     if "COMFYUI_PATH" not in os.environ:
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout")
@@ -200,7 +263,8 @@ def main() -> None:
     out = ROOT / "workflows"
     out.mkdir(exist_ok=True)
     for name, (graph, titles) in WORKFLOWS.items():
-        (out / f"{name}.json").write_text(json.dumps(api_to_ui(graph, info, titles), indent=1) + "\n")
+        workflow = arrange(add_model_links(api_to_ui(graph, info, titles)), info)
+        (out / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
         print("wrote", out / f"{name}.json")
 
 
