@@ -259,3 +259,17 @@ def test_summaries_per_config_and_side_by_side(tmp_path):
     assert "| images | 2 | 3 |" in lines
     for f in ("summary.md", "chart.png", "summary/base/summary.md", "summary/psg/chart.png", "summary/psg/summary.json"):
         assert os.path.exists(tmp_path / f), f
+
+
+def test_unit_graph_is_the_same_in_every_process():
+    """ComfyUI embeds the graph in the PNG, so its node order must not depend on Python's hash seed."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_bench import API; "
+            "from pos_core.bench.workflow import prepare; "
+            "print(json.dumps(prepare(API, 'a cat left of a dog', 3, overrides={'guided': False})))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outs = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2, 3)}
+    assert len(outs) == 1

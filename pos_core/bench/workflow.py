@@ -37,6 +37,11 @@ def _ancestors(api: dict, nid: str) -> set[str]:
     return seen
 
 
+def _keep(api: dict, ids: set[str]) -> dict:
+    """The nodes `ids` of the graph in a fixed order (the graph is embedded in the PNG: same unit, same bytes)."""
+    return {n: api[n] for n in sorted(ids, key=lambda n: (len(n), n))}
+
+
 def image_source(api: dict, output: str | None = None) -> list:
     """The [node, slot] whose IMAGE the bench saves: `output` (a node id) if given, else the one
     VAEDecode (or the images input of the one SaveImage)."""
@@ -89,7 +94,7 @@ def prepare(api: dict, prompt: str, seed: int, checkpoint: str | None = None, ov
                          "ClassType.input")
     api = copy.deepcopy(api)
     src = image_source(api, overrides.pop("output", None))
-    api = {n: api[n] for n in sorted(_ancestors(api, src[0]), key=lambda n: (len(n), n))}
+    api = _keep(api, _ancestors(api, src[0]))
     api[SAVE_NODE] = {"class_type": "SaveImage", "inputs": {"images": src, "filename_prefix": prefix}}
     guided = overrides.pop("guided", None)
     has_guidance = any(v["class_type"] == GUIDANCE for v in api.values())
@@ -97,7 +102,7 @@ def prepare(api: dict, prompt: str, seed: int, checkpoint: str | None = None, ov
         raise ValueError("guided: true, but the workflow has no PoS Guidance node before the saved image")
     if guided is False:
         _drop_guidance(api)
-        api = {n: api[n] for n in _ancestors(api, SAVE_NODE)}
+        api = _keep(api, _ancestors(api, SAVE_NODE))
 
     def put(classes, name: str, value, what: str) -> None:
         hit = [n for n, v in api.items() if (classes is None or v["class_type"] in classes)
