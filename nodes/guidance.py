@@ -10,6 +10,26 @@ from ..pos_core import attention, guidance
 
 from . import psg_patch
 from .common import CATEGORY, PosAttention, PosRelations, require_relations
+from .families import family_of
+from .families.dit import BLOCKS_HELP
+
+MODEL_TIP = ("An SD1.x, SD2.x or SDXL model, or a Flux.1 (dev, schnell) or SD3 / SD3.5 (medium, large) model as "
+             "Load Diffusion Model or Load Checkpoint gives it (FluxGuidance / ModelSampling nodes are fine).")
+
+
+def dit_inputs() -> list:
+    """The inputs that only Flux.1 and SD3 read: which joint-attention blocks, and which softmax."""
+    return [
+        io.String.Input("blocks", default="auto", optional=True,
+                        tooltip="Flux / SD3 only: the blocks whose image-to-text attention is used. " + BLOCKS_HELP
+                                + ". auto = the five blocks with the best maps in Exploring MM-DiT (ICCV 2025): "
+                                "Flux.1 double blocks 11,12,14,17,18; SD3-medium 4,5,7,8,9; SD3.5-medium "
+                                "5,7,8,9,10; SD3.5-large 16,18,20,21,24 (same relative depth on other depths)."),
+        io.Combo.Input("softmax", options=list(psg_patch.SOFTMAX), default="text", optional=True,
+                       tooltip="Flux / SD3 only: text = softmax of each image query over the text keys "
+                               "(Learn-to-Steer; the joint row's thousands of image keys dilute text attention); "
+                               "joint = the model's own softmax over the whole joint row."),
+    ]
 
 
 class PoSGuidance(io.ComfyNode):
@@ -25,24 +45,30 @@ class PoSGuidance(io.ComfyNode):
                         "cross-attention lies on the right side of its object's. Feed the MODEL to a "
                         "KSampler (or SamplerCustom) with the prompt the relations came from.",
             inputs=[
-                io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL model."),
+                io.Model.Input("model", tooltip=MODEL_TIP),
                 PosRelations.Input("relations", tooltip="From PoS Relations from Prompt or PoS Relation."),
                 io.Float.Input("scale", default=guidance.SCALE, min=0.0, max=1000.0, step=0.5,
                                tooltip="Step size of the latent update (alpha = scale * sqrt(s), s from 1.0 "
-                                       "to 0.5 over the steps). 20 is the authors' value; 0 only records "
-                                       "attention."),
+                                       "to 0.5 over the steps). 20 is the authors' value (all families; on "
+                                       "Flux / SD3 the step is taken on the model input x itself, c_in = 1); "
+                                       "0 only records attention."),
                 io.Float.Input("guided_fraction", default=guidance.GUIDED_FRACTION, min=0.0, max=1.0, step=0.05,
                                tooltip="Fraction of the first steps that are guided (0.5: 25 of 50). The "
-                                       "authors used 0.5 on SD1.4 and 0.2 (10 of 50) on SDXL."),
+                                       "authors used 0.5 on SD1.4 and 0.2 (10 of 50) on SDXL; 0.5 on Flux dev "
+                                       "and SD3 (Learn-to-Steer guides the first 25 of 50 on FLUX.1-dev); "
+                                       "0.25 on Flux schnell at 4 steps (its first step only)."),
                 io.Float.Input("loss_scale", default=-1.0, min=-1.0, max=100000.0, step=1.0,
-                               tooltip="Multiplier of the PoS loss. -1 = per model family as the authors: "
-                                       "1 for SD1.x/SD2.x, 1000 for SDXL."),
+                               tooltip="Multiplier of the PoS loss. -1 = per model family: 1 for SD1.x/SD2.x "
+                                       "and 1000 for SDXL (the authors'), 1000 for Flux.1 and SD3 (deep "
+                                       "transformer stacks, as SDXL)."),
                 io.Boolean.Input("smoothing", default=True,
                                  tooltip="Gaussian-smooth the attention maps (kernel 3, sigma 0.5) before "
                                          "the loss, as the authors do."),
                 io.Combo.Input("attention_level", options=list(psg_patch.LEVELS), default="auto",
                                tooltip="UNet level whose cross-attention is used. auto = the authors' "
-                                       "(16x16 for SD1 at 512 px, 32x32 for SDXL at 1024 px; any size)."),
+                                       "(16x16 for SD1 at 512 px, 32x32 for SDXL at 1024 px; any size). "
+                                       "Flux / SD3: leave on auto and choose blocks."),
+                *dit_inputs(),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The guided model, for any sampler node."),
@@ -53,14 +79,14 @@ class PoSGuidance(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, relations, scale: float, guided_fraction: float, loss_scale: float,
-                smoothing: bool, attention_level: str) -> io.NodeOutput:
+                smoothing: bool, attention_level: str, blocks: str = "auto", softmax: str = "text") -> io.NodeOutput:
         relations = require_relations(relations)
-        family = psg_patch.model_family(model)
+        family = family_of(model)
         if loss_scale < 0:
-            loss_scale = guidance.LOSS_SCALE[family]
+            loss_scale = family.loss_scale
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
-                                      smoothing=smoothing)
-        patched, run = psg_patch.patch(model, relations, settings, attention_level)
+                                      smoothing=smoothing, softmax=softmax)
+        patched, run = psg_patch.patch(model, relations, settings, attention_level, blocks)
         note = attention.unguidable_note(relations.relations)
         if note is None:
             return io.NodeOutput(patched, run)
@@ -81,10 +107,12 @@ class PoSAttentionCapture(io.ComfyNode):
             description="Records the cross-attention of the relations' objects while sampling, "
                         "without changing the image.",
             inputs=[
-                io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL model."),
+                io.Model.Input("model", tooltip=MODEL_TIP),
                 PosRelations.Input("relations", tooltip="From PoS Relations from Prompt or PoS Relation."),
                 io.Combo.Input("attention_level", options=list(psg_patch.LEVELS), default="auto",
-                               tooltip="UNet level whose cross-attention is recorded (auto = the authors')."),
+                               tooltip="UNet level whose cross-attention is recorded (auto = the authors'). "
+                                       "Flux / SD3: leave on auto and choose blocks."),
+                *dit_inputs(),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The same model, recording attention."),
@@ -94,10 +122,12 @@ class PoSAttentionCapture(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, relations, attention_level: str) -> io.NodeOutput:
+    def execute(cls, model, relations, attention_level: str, blocks: str = "auto",
+                softmax: str = "text") -> io.NodeOutput:
         relations = require_relations(relations)
-        psg_patch.model_family(model)
-        patched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0), attention_level)
+        family_of(model)
+        patched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0, softmax=softmax),
+                                       attention_level, blocks)
         return io.NodeOutput(patched, run)
 
 

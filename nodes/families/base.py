@@ -1,0 +1,84 @@
+"""What every model family shares: the interface the PSG engine uses, and the helpers of its patches."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+class StopForward(Exception):
+    """Raised after the last captured layer or block of the gradient pass: later ones are not needed."""
+
+
+def cond_rows(flags, batch: int) -> torch.Tensor | slice:
+    """Rows of a model call's batch that belong to the positive prompt (`cond_or_uncond` value 0)."""
+    flags = flags or [0]
+    per = batch // len(flags)
+    if all(f == 0 for f in flags):
+        return slice(None)
+    return torch.cat([torch.arange(i * per, (i + 1) * per) for i, f in enumerate(flags) if f == 0])
+
+
+def _alias(p: torch.Tensor) -> torch.Tensor:
+    """A normal tensor sharing an inference tensor's storage (autograd can save it); a copy only where
+    neither DLPack nor a byte view can alias the dtype."""
+    try:
+        return torch.from_dlpack(p)
+    except (RuntimeError, TypeError, BufferError):
+        pass
+    try:
+        return torch.from_dlpack(p.view(torch.uint8)).view(p.dtype)
+    except (RuntimeError, TypeError, BufferError):
+        return p.detach().clone()
+
+
+class WeightAliases:
+    """Zero-copy autograd-usable views of a model's inference-mode weights, swapped in for one pass."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.items = []
+        with torch.inference_mode(False):
+            for m in module.modules():
+                for name, p in m._parameters.items():
+                    if p is not None and p.is_inference():
+                        self.items.append((m, name, p, _alias(p)))
+
+    def __enter__(self):
+        for m, name, _, alias in self.items:
+            m._parameters[name] = alias
+
+    def __exit__(self, *exc):
+        for m, name, p, _ in self.items:
+            m._parameters[name] = p
+
+
+class Family:
+    """One kind of diffusion model PSG guides: where its image-text attention is (`targets`), the
+    patches that record it on every step and compute it with gradients in the guidance pass
+    (`install`), and what that pass needs around it (`grad_pass`). Chosen once from the MODEL."""
+
+    name = ""
+    loss_scale = 1.0  # default multiplier of the PoS loss (loss_scale = -1 on the node)
+
+    def __init__(self, model):
+        self.model = model
+        self.dm = model.model.diffusion_model
+
+    def targets(self, level: str, blocks: str) -> list[tuple]:
+        """The layers or blocks whose maps are averaged; ValueError naming the input for a bad choice."""
+        raise NotImplementedError
+
+    def grid(self, hw) -> tuple[int, int] | None:
+        """Image-token grid (rows, columns) of a latent of spatial size hw; None where layers know it."""
+        return None
+
+    def install(self, m, run) -> None:
+        """Put the capture patches for `run.targets` on the clone `m` (wrapping what is already there)."""
+        raise NotImplementedError
+
+    def grad_pass(self, run) -> contextlib.AbstractContextManager:
+        """Context of the gradient pass: the model's weights as zero-copy autograd-usable aliases."""
+        if run._aliases is None:
+            run._aliases = WeightAliases(self.dm)
+        return run._aliases

@@ -1,0 +1,102 @@
+"""UNet family (SD1.x, SD2.x, SDXL): cross-attention (attn2) layers of one UNet level."""
+
+from __future__ import annotations
+
+import math
+
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, UNetModel, Upsample
+
+from ...pos_core import attention, guidance
+from .base import Family, StopForward, cond_rows
+
+LEVELS = ("auto", "latent/1", "latent/2", "latent/4", "latent/8")
+
+
+def attention_layers(unet: UNetModel) -> list[tuple[str, int, int, int]]:
+    """(block, number, transformer index, level) of every cross-attention layer, level 0 = latent."""
+    out = []
+    level = 0
+    for i, blk in enumerate(unet.input_blocks):
+        for m in blk:
+            if isinstance(m, SpatialTransformer):
+                out += [("input", i, t, level) for t, b in enumerate(m.transformer_blocks) if b.attn2 is not None]
+            if isinstance(m, Downsample):
+                level += 1
+    for m in unet.middle_block:
+        if isinstance(m, SpatialTransformer):
+            out += [("middle", 0, t, level) for t, b in enumerate(m.transformer_blocks) if b.attn2 is not None]
+    for i, blk in enumerate(unet.output_blocks):
+        for m in blk:
+            if isinstance(m, SpatialTransformer):
+                out += [("output", i, t, level) for t, b in enumerate(m.transformer_blocks) if b.attn2 is not None]
+        if any(isinstance(m, Upsample) for m in blk):
+            level -= 1
+    return out
+
+
+def target_layers(unet: UNetModel, level: str) -> list[tuple[str, int, int]]:
+    """Layers of the chosen level; "auto" is the authors' choice: the coarsest level of the
+    encoder that has cross-attention (16 x 16 for SD1 at 512 px, 32 x 32 for SDXL at 1024 px)."""
+    layers = attention_layers(unet)
+    have = sorted({lv for b, _, _, lv in layers if b == "input"})
+    if not have:
+        raise ValueError("this UNet has no cross-attention layers to guide")
+    if level == "auto":
+        lv = have[-1]
+    elif level in LEVELS:
+        lv = int(math.log2(int(level.split("/")[1])))
+    else:
+        raise ValueError(f"attention_level must be one of {', '.join(LEVELS)}, got {level!r}")
+    chosen = [(b, n, t) for b, n, t, l in layers if l == lv]
+    if not chosen:
+        names = ", ".join(f"latent/{2 ** x}" for x in sorted({l for *_, l in layers}))
+        raise ValueError(f"attention_level {level} has no cross-attention in this model; it has: {names}")
+    return chosen
+
+
+def make_attn2(run, previous, last: bool):
+    """attn2 replace for one captured layer; `previous` is the replace it wraps, if any."""
+
+    def attn2(q, k, v, extra_options):
+        if run.active:
+            h, w = extra_options["activations_shape"][-2:]
+            rows = slice(None) if run.guiding else cond_rows(extra_options.get("cond_or_uncond"), q.shape[0])
+            run.layer_maps.append(
+                attention.token_maps(q[rows], k[rows], extra_options["n_heads"], run.groups, h, w))
+            if run.guiding and last:
+                raise StopForward
+        if previous is not None:
+            return previous(q, k, v, extra_options)
+        return optimized_attention(q, k, v, extra_options["n_heads"])
+
+    return attn2
+
+
+class UNetFamily(Family):
+    """SD1.x / SD2.x / SDXL: maps from the attn2 layers of one level, averaged (the authors' setup)."""
+
+    def __init__(self, model, name: str):
+        super().__init__(model)
+        self.name = name
+        self.loss_scale = guidance.LOSS_SCALE[name]
+
+    def targets(self, level: str, blocks: str) -> list[tuple]:
+        return target_layers(self.dm, level)
+
+    def install(self, m, run) -> None:
+        to = m.model_options.setdefault("transformer_options", {})
+        existing = to.get("patches_replace", {}).get("attn2", {})
+        for i, key in enumerate(run.targets):
+            previous = existing.get(key, existing.get(key[:2]))
+            m.set_model_attn2_replace(make_attn2(run, previous, last=i == len(run.targets) - 1), *key)
+
+
+def detect(model) -> Family | None:
+    """The UNet family of a MODEL with cross-attention, else None."""
+    inner = model.model
+    unet = getattr(inner, "diffusion_model", None)
+    if not isinstance(unet, UNetModel) or not attention_layers(unet):
+        return None
+    context = (getattr(getattr(inner, "model_config", None), "unet_config", None) or {}).get("context_dim")
+    return UNetFamily(model, {2048: "sdxl", 1280: "sdxl", 1024: "sd2"}.get(context, "sd1"))

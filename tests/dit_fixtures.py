@@ -1,0 +1,96 @@
+"""Tiny (and real-width, reduced-depth) random-weight Flux.1 and SD3 models for host tests and benchmarks.
+
+SD3 goes through ComfyUI's own detection (`comfy.sd.load_diffusion_model_state_dict`); Flux detection
+hard-codes the full model's width, so Flux is built from ComfyUI's model classes with explicit small
+parameters. Weights are seeded N(0, 0.02), so runs are reproducible; no file is written.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from comfy_host import _init
+
+FLUX_TINY = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                 hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+                 theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
+FLUX_WIDE = dict(FLUX_TINY, hidden_size=3072, num_heads=24, depth=2, depth_single_blocks=4, axes_dim=[16, 56, 56])
+
+
+def _patcher(model):
+    import comfy.model_patcher
+
+    cpu = torch.device("cpu")
+    dev = torch.device("cuda") if torch.cuda.is_available() else cpu
+    return comfy.model_patcher.ModelPatcher(model, load_device=dev, offload_device=cpu)
+
+
+def flux(schnell: bool = False, wide: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32, **over):
+    """A random Flux.1 (dev: guidance embedding, FLUX sampling; schnell: none, FLOW sampling) as a MODEL.
+    fp8 weights are stored as such and computed in fp32 through ComfyUI's manual cast, as it loads them."""
+    import comfy.supported_models
+
+    cfg = dict(FLUX_WIDE if wide else FLUX_TINY, **over)
+    cls = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
+    cfg["guidance_embed"] = not schnell
+    conf = cls(cfg)
+    fp8 = dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+    conf.set_inference_dtype(dtype, torch.float32 if fp8 else None)
+    model = conf.get_model({}, device="cpu")
+    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    return _patcher(model)
+
+
+def sd3_state_dict(depth: int = 2, self_attn: tuple[int, ...] = (0,), qk_norm: str | None = "rms", seed: int = 0,
+                   num_blocks: int | None = None) -> dict:
+    """State dict of a random MMDiT in SD3 / SD3.5 layout (hidden 64 x depth, depth heads; SD3.5-medium style
+    attn2 in `self_attn` blocks and RMS qk-norm)."""
+    import comfy.supported_models
+
+    cfg = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth, "pos_embed_max_size": 32,
+           "num_patches": 1024, "adm_in_channels": 2048, "pos_embed_scaling_factor": None, "input_size": None,
+           "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096,
+                                                                               "out_features": 64 * depth}},
+           "x_block_self_attn_layers": list(self_attn), "qk_norm": qk_norm}
+    if num_blocks is not None:
+        cfg["num_blocks"] = num_blocks
+    model = comfy.supported_models.SD3(cfg).get_model({}, device="cpu")
+    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    return model.diffusion_model.state_dict()
+
+
+def sd3(seed: int = 0, dtype: torch.dtype | None = None, **kw):
+    """A random SD3 / SD3.5 MODEL loaded through ComfyUI's detection (Load Diffusion Model's path)."""
+    import comfy.sd
+
+    opts = {"dtype": dtype} if dtype is not None else {}
+    return comfy.sd.load_diffusion_model_state_dict(sd3_state_dict(seed=seed, **kw), model_options=opts)
+
+
+def sd3_wide(seed: int = 0):
+    """SD3.5-medium width (hidden 1536, 24 heads, attn2 in the first blocks) with 4 blocks, from the classes."""
+    import comfy.supported_models
+
+    cfg = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 24, "num_blocks": 4,
+           "pos_embed_max_size": 96, "num_patches": 9216, "adm_in_channels": 2048, "pos_embed_scaling_factor": None,
+           "input_size": None, "context_embedder_config": {"target": "torch.nn.Linear",
+                                                            "params": {"in_features": 4096, "out_features": 1536}},
+           "x_block_self_attn_layers": [0, 1, 2], "qk_norm": "rms"}
+    conf = comfy.supported_models.SD3(cfg)
+    conf.set_inference_dtype(torch.float32, None)
+    model = conf.get_model({}, device="cpu")
+    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    return _patcher(model)
+
+
+def conds(family: str, tokens: int | None = None, seed: int = 2, guidance: float | None = 3.5):
+    """(positive, negative) CONDITIONING of the right shapes for `family` ("flux" or "sd3"), random text."""
+    g = torch.Generator().manual_seed(seed)
+    t = tokens or (256 if family == "flux" else 154)
+    pooled = 768 if family == "flux" else 2048
+    extra = {"pooled_output": torch.randn(1, pooled, generator=g)}
+    if family == "flux" and guidance is not None:
+        extra["guidance"] = guidance
+    pos = [[torch.randn(1, t, 4096, generator=g), dict(extra)]]
+    neg = [[torch.zeros(1, t, 4096), {k: torch.zeros_like(v) if torch.is_tensor(v) else v for k, v in extra.items()}]]
+    return pos, neg
