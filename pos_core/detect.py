@@ -192,3 +192,41 @@ def load_depth(name: str, folders: Sequence[str] = (), device: str | torch.devic
         raise ValueError(f"{name!r} is a {cfg.model_type!r} model, not a depth estimator (use Depth Anything)")
     model = _load(AutoModelForDepthEstimation, name, folders).to(device).eval()
     return DepthEstimator(model, _load(AutoImageProcessor, name, folders), name=name)
+
+
+class ColorKeyDetector:
+    """Exact masks for scenes whose objects are flat, known colours (the pack's effect testbed).
+
+    Same `find` interface as `Detector`: a pixel belongs to `label` when it lies within `tolerance`
+    (RGB distance, 0-1 scale) of the label's colour and nearer to it than to any other known colour.
+    """
+
+    def __init__(self, colors: dict[str, Sequence[float]], tolerance: float = 0.25, min_pixels: int = 1):
+        if not colors:
+            raise ValueError("ColorKeyDetector needs at least one label -> colour")
+        self.labels = list(colors)
+        self.colors = torch.tensor([list(colors[k])[:3] for k in self.labels], dtype=torch.float32)
+        self.tolerance, self.min_pixels, self.name = tolerance, min_pixels, "color-key"
+
+    def masks(self, image) -> dict[str, torch.Tensor]:
+        """label -> H x W bool mask of one image (H x W x 3 in 0-1)."""
+        img = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+        if img.max() > 1.5:
+            img = img / 255.0
+        d = torch.cdist(img[..., :3].reshape(-1, 3), self.colors)  # [HW, K]
+        near, idx = d.min(dim=1)
+        hit = near <= self.tolerance
+        h, w = img.shape[:2]
+        return {k: ((idx == i) & hit).reshape(h, w) for i, k in enumerate(self.labels)}
+
+    def find(self, image, label: str, threshold: float | None = None) -> ObjectMask:
+        """The label's pixels as one mask, with its bounding box (score 1) when there are enough."""
+        key = label.lower().strip()
+        if key not in self.labels:
+            raise ValueError(f"the colour-key detector knows {', '.join(self.labels)}; got {label!r}")
+        m = self.masks(image)[key]
+        if int(m.sum()) < self.min_pixels:
+            return ObjectMask(label, [], [], torch.zeros_like(m))
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        box = (float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1)
+        return ObjectMask(label, [box], [1.0], m)

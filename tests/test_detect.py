@@ -154,3 +154,19 @@ def test_score_relation_matches_pse_and_handles_missing():
     with pytest.raises(ValueError, match="needs a depth map"):
         evaluate.score_relation(evaluate.from_mask(b), "behind", evaluate.from_mask(a))
     assert evaluate.score_relation(evaluate.from_mask(a), "near", evaluate.from_mask(b))["pse"] is None
+
+
+def test_color_key_detector_finds_exact_masks_and_names_unknown_labels():
+    from pos_core.detect import ColorKeyDetector
+
+    det = ColorKeyDetector({"cat": (0.95, 0.05, 0.05), "dog": (0.05, 0.05, 0.95)}, tolerance=0.2)
+    img = torch.full((16, 24, 3), 0.5)
+    img[2:6, 1:5] = torch.tensor([0.9, 0.1, 0.1])
+    img[8:12, 15:23] = torch.tensor([0.05, 0.05, 0.95])
+    cat, dog = det.find(img, "Cat"), det.find(img, "dog")
+    assert cat.boxes == [(1.0, 2.0, 5.0, 6.0)] and int(cat.mask.sum()) == 16
+    assert dog.boxes == [(15.0, 8.0, 23.0, 12.0)] and int(dog.mask.sum()) == 32
+    img[2:6, 1:5] = torch.tensor([0.5, 0.5, 0.5])
+    assert not det.find(img, "cat").found  # gone: no box, empty mask
+    with pytest.raises(ValueError, match="knows cat, dog"):
+        det.find(img, "horse")

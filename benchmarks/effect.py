@@ -1,0 +1,291 @@
+"""Measured effect of PoS Guidance and PoS Seed Search on a model that has learned spatial relations.
+
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py train [--encoder isolated|mixing] [--steps N]
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py eval  [--encoder ...] [--n 200] [--out DIR]
+
+`train` builds the testbed checkpoint (benchmarks/testbed.py; seeded, cached in ~/.cache/pos_spatial_testbed
+or $POS_TESTBED_CACHE) and prints its path. `eval` runs held-out (prompt, seed) cases through the pack's
+own nodes in-process in the real ComfyUI (PoS Relations from Prompt, PoS Guidance, PoS Seed Search, stock
+KSampler code), segments both objects exactly from their latent patterns, scores them with pos_core
+(PSE, VISOR verdicts, object accuracy) and prints a Markdown table with bootstrap 95 % intervals and
+seconds per image; --out also writes results.json and table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS, CFG, SAMPLER, SCHEDULER, SIZE = 20, 5.0, "euler", "normal", 128
+
+
+def setup() -> None:
+    """Put ComfyUI (COMFYUI_PATH), the tests' host helpers and this folder on sys.path; CPU if no GPU."""
+    comfy = os.environ.get("COMFYUI_PATH")
+    if not comfy or not Path(comfy, "comfy").is_dir():
+        sys.exit("effect.py: set COMFYUI_PATH to a ComfyUI checkout")
+    for p in (str(ROOT / "benchmarks"), str(ROOT / "tests"), comfy):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import torch
+    from comfy.cli_args import args
+
+    args.cpu = args.cpu or not torch.cuda.is_available()
+    # PyTorch's SDPA, as on GPUs: ComfyUI's CPU default (sub-quadratic chunks) is many times slower
+    # to train through and to take gradients through
+    args.use_pytorch_cross_attention = True
+    if os.environ.get("POS_THREADS"):  # e.g. 1 on a machine shared with other jobs (no spin-waiting)
+        torch.set_num_threads(int(os.environ["POS_THREADS"]))
+
+
+def bar(done: int, total: int, start: float, what: str) -> None:
+    """One-line terminal progress with an estimate of the time left."""
+    el = time.time() - start
+    left = el / done * (total - done) if done else 0.0
+    n = int(30 * done / total)
+    print(f"\r{what} [{'#' * n}{'.' * (30 - n)}] {done}/{total}  {el:5.0f} s, ~{left:4.0f} s left", end="",
+          file=sys.stderr, flush=True)
+    if done == total:
+        print(file=sys.stderr)
+
+
+def config_from(args):
+    import testbed
+
+    return testbed.Config(encoder=args.encoder, steps=args.steps, relation_noise=args.relation_noise,
+                          seed=args.seed)
+
+
+def cmd_train(args) -> int:
+    import testbed
+
+    cfg = config_from(args)
+    start = time.time()
+    rep = testbed.train(cfg, progress=lambda i, n, loss: bar(i, n, start, f"training ({loss:.4f})"))
+    print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
+    return 0
+
+
+def bootstrap(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and its bootstrap 95 % interval."""
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
+    return sum(values) / n, means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+
+
+class Bench:
+    """The testbed model and the pack's nodes, loaded once in-process."""
+
+    def __init__(self, ckpt: Path):
+        import torch
+
+        import comfy_host
+        import nodes
+        import testbed
+
+        comfy_host.load_pack()
+        from pos_spatial_pack.nodes import guidance, relations, seed_search
+
+        from pos_spatial_pack.pos_core.detect import ColorKeyDetector
+
+        self.torch, self.nodes, self.tb = torch, nodes, testbed
+        self.guidance, self.relations, self.search = guidance, relations, seed_search
+        with torch.inference_mode():
+            self.model, self.clip, self.vae = testbed.load(ckpt)
+            self.neg = nodes.CLIPTextEncode().encode(self.clip, "")[0]
+            self.latent = nodes.EmptyLatentImage().generate(SIZE, SIZE, 1)[0]
+        self.detector = ColorKeyDetector(testbed.colors())
+        self._enc: dict[str, tuple] = {}
+
+    def encode(self, prompt: str):
+        if prompt not in self._enc:
+            with self.torch.inference_mode():
+                cond, rels, _ = self.relations.PoSRelationsFromPrompt.execute(prompt, self.clip).result
+            self._enc[prompt] = (cond, rels)
+        return self._enc[prompt]
+
+    def sample(self, model, cond, seed: int):
+        with self.torch.inference_mode():
+            return self.nodes.common_ksampler(model, seed, STEPS, CFG, SAMPLER, SCHEDULER, cond, self.neg,
+                                              self.latent)[0]["samples"][0]
+
+    def guided(self, rels, scale: float):
+        with self.torch.inference_mode():
+            return self.guidance.PoSGuidance.execute(self.model, rels, scale, 0.5, -1.0, True, "auto").result
+
+    def seed_search(self, cond, rels, seed: int, mode: str, candidates: int, search_steps: int = 4):
+        kw = dict(model=self.model, positive=cond, negative=self.neg, latent_image=self.latent, relations=rels,
+                  seed=seed, candidates=candidates, mode=mode, steps=STEPS, search_steps=search_steps, cfg=CFG,
+                  sampler_name=SAMPLER, scheduler=SCHEDULER, batch_size=0)
+        if mode == "pse":
+            kw.update(vae=self.vae, detector=self.detector)
+        with self.torch.inference_mode():
+            return self.search.PoSSeedSearch.execute(**kw).result[0]["samples"][0]
+
+    def run(self, way: str, prompt: str, seed: int):
+        """The final LATENT [4, h, w] of one way, and the attention run state where there is one."""
+        cond, rels = self.encode(prompt)
+        if way == "unguided":
+            return self.sample(self.model, cond, seed), None
+        if way.startswith("psg@"):
+            model, run = self.guided(rels, float(way[4:]))
+            return self.sample(model, cond, seed), run
+        if way == "search-attention":
+            return self.seed_search(cond, rels, seed, "attention", 8), None
+        if way == "search-pse":
+            return self.seed_search(cond, rels, seed, "pse", 4), None
+        raise ValueError(f"unknown way {way!r}")
+
+
+def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
+    """pos_core's verdicts on the exact masks of one generated latent."""
+    from pos_core import evaluate
+
+    m = tb.masks_of(latent, [s, o])
+    a, b = evaluate.from_mask(m[s]), evaluate.from_mask(m[o])
+    r = evaluate.score_relation(a, rel, b)
+    r["drawn"] = not (r["missing_subject"] or r["missing_object"])
+    r["correct"] = bool(r["drawn"] and r.get("visor"))
+    return r
+
+
+def alignment(run, latent, tb, s: str, o: str) -> dict | None:
+    """How well the subject's and object's token maps sit on their drawn objects (recorded maps,
+    mean over the guided half of the steps): centroid nearer its own object, and map mass inside it."""
+    import torch
+    import torch.nn.functional as F
+
+    if run is None or not run.maps:
+        return None
+    m = tb.masks_of(latent, [s, o])
+    if not (m[s].any() and m[o].any()):
+        return None
+    steps = sorted(run.maps)[: max(1, len(run.maps) // 2)]
+    maps = torch.stack([run.maps[k][0] for k in steps]).mean(0)  # [G, h, w]
+    maps = F.interpolate(maps[None], size=m[s].shape, mode="bilinear", align_corners=False)[0].clamp_min(0)
+    out = {"own_nearer": [], "mass_in_own": []}
+    cents = {}
+    for name in (s, o):
+        ys, xs = torch.nonzero(m[name], as_tuple=True)
+        cents[name] = torch.stack([ys.float().mean(), xs.float().mean()])
+    yy, xx = torch.meshgrid(torch.arange(maps.shape[1]).float(), torch.arange(maps.shape[2]).float(), indexing="ij")
+    for g, (own, other) in enumerate(((s, o), (o, s))):
+        p = maps[g] / maps[g].sum().clamp_min(1e-12)
+        c = torch.stack([(p * yy).sum(), (p * xx).sum()])
+        out["own_nearer"].append(bool((c - cents[own]).norm() < (c - cents[other]).norm()))
+        out["mass_in_own"].append(float(p[m[own]].sum()))
+    return out
+
+
+def cmd_eval(args) -> int:
+    import testbed
+
+    cfg = config_from(args)
+    ckpt = testbed.checkpoint_path(cfg)
+    if not ckpt.exists():
+        print(f"no trained testbed for this config yet; training it first ({cfg.steps} steps)", file=sys.stderr)
+        cmd_train(args)
+    bench = Bench(ckpt)
+    cases = testbed.eval_cases(args.n, held_out=not args.seen)
+    ways = args.ways.split(",")
+    results: dict[str, dict] = {}
+    total = len(ways) * len(cases)
+    start, done = time.time(), 0
+    for way in ways:
+        rows, secs, aligns = [], [], []
+        for prompt, s, rel, o, seed in cases:
+            t0 = time.time()
+            latent, run = bench.run(way, prompt, seed)
+            secs.append(time.time() - t0)
+            rows.append(score_case(testbed, latent, s, rel, o))
+            if run is not None:
+                al = alignment(run, latent, testbed, s, o)
+                if al:
+                    aligns.append(al)
+            done += 1
+            bar(done, total, start, f"{way:>16}")
+        results[way] = summarize(rows, secs, aligns)
+    report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": len(cases),
+              "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
+    table = markdown(report)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(report, indent=1))
+        (out / "table.md").write_text(table + "\n")
+    return 0
+
+
+def summarize(rows: list[dict], secs: list[float], aligns: list[dict]) -> dict:
+    from pos_core import evaluate
+
+    correct = [float(r["correct"]) for r in rows]
+    drawn = [float(r["drawn"]) for r in rows]
+    pse = [float(r["pse"] or 0.0) for r in rows]
+    agg = evaluate.summarize([[r] for r in rows])
+    out = {"relation_accuracy": bootstrap(correct), "object_accuracy": bootstrap(drawn), "mean_pse": bootstrap(pse),
+           "visor_cond": agg.get("visor", {}).get("VISOR_cond"), "pse_accuracy": agg["accuracy"],
+           "seconds_per_image": sum(secs) / len(secs), "n": len(rows)}
+    if aligns:
+        own = [float(v) for a in aligns for v in a["own_nearer"]]
+        mass = [v for a in aligns for v in a["mass_in_own"]]
+        out["alignment"] = {"centroid_nearer_own": sum(own) / len(own), "mass_in_own": sum(mass) / len(mass),
+                            "n": len(own)}
+    return out
+
+
+def markdown(report: dict) -> str:
+    def ci(t):
+        return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
+
+    lines = [f"Testbed `{report['config']['encoder']}` encoder, {report['cases']} "
+             f"{'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, {report['sampler']} "
+             f"{report['steps']} steps, cfg {report['cfg']}",
+             "",
+             "| way | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % | s / image |",
+             "|---|---|---|---|---|---|"]
+    for way, r in report["ways"].items():
+        vc = r["visor_cond"]
+        lines.append(f"| {way} | {ci(r['relation_accuracy'])} | {ci(r['object_accuracy'])} | "
+                     f"{r['mean_pse'][0]:.3f} | {'-' if vc is None else f'{vc:.1f}'} | {r['seconds_per_image']:.2f} |")
+    al = [(w, r["alignment"]) for w, r in report["ways"].items() if "alignment" in r]
+    if al:
+        lines += ["", "| way | token map centroid nearer its own object | map mass on its own object | maps |",
+                  "|---|---|---|---|"]
+        lines += [f"| {w} | {100 * a['centroid_nearer_own']:.1f} % | {100 * a['mass_in_own']:.1f} % | {a['n']} |"
+                  for w, a in al]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "eval"):
+        p = sub.add_parser(name)
+        p.add_argument("--encoder", choices=("isolated", "mixing"), default="isolated",
+                       help="isolated: CLIP tokens do not mix (object tokens carry location); mixing: random CLIP as is")
+        p.add_argument("--steps", type=int, default=1200, help="training steps (batch 32)")
+        p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
+        p.add_argument("--seed", type=int, default=0)
+        if name == "eval":
+            p.add_argument("--n", type=int, default=200, help="held-out (prompt, seed) cases")
+            p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse")
+            p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
+            p.add_argument("--out", default="", help="folder for results.json and table.md")
+    args = ap.parse_args(argv)
+    setup()
+    return cmd_train(args) if args.cmd == "train" else cmd_eval(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""The effect testbed: a small SD1-family text-to-latent model trained on synthetic two-object scenes.
+
+Random-weight fixtures prove plumbing and maths; this model has *learned* what objects look like and,
+partly, where the prompt puts them, so the pack's guidance and search can be measured on it. Scenes
+live in SD1's latent space (4 x 16 x 16, 128 px images): each class is a constant latent vector on a
+5 x 5 patch, two objects a scene placed by left / right / above / below. Text comes from a frozen,
+seeded, random-weight CLIP-L (ComfyUI's SD1 CLIP), so PoS Relations from Prompt binds real token
+indices. The VAE is built, not trained: its decoder maps each latent vector to a flat colour, so
+images show the scene and objects are segmented exactly (by latent pattern, or by colour).
+
+Used by benchmarks/effect.py (train / eval), its host test and the demo. Imports ComfyUI, so it lives
+outside pos_core; the caller puts COMFYUI_PATH on sys.path and sets ComfyUI's --cpu flag first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("POS_TESTBED_CACHE", Path.home() / ".cache" / "pos_spatial_testbed"))
+VERSION = "1"
+
+# noun -> sign pattern of its latent vector (the first three latent channels; the fourth stays 0)
+CLASSES: dict[str, tuple[int, int, int]] = {
+    "cat": (1, -1, -1), "dog": (-1, 1, -1), "car": (-1, -1, 1), "apple": (1, 1, -1),
+    "bird": (-1, 1, 1), "cup": (1, -1, 1), "clock": (1, 1, 1), "chair": (-1, -1, -1)}
+AMPLITUDE = 0.9  # latent value of an object's channels (model space, after SD1's 0.18215 scale)
+LATENT = 16
+PATCH = 5
+SCALE_FACTOR = 0.18215  # SD1 latent format: model space = stored latent * 0.18215
+RELATIONS = ("left", "right", "above", "below")
+TEMPLATES = {
+    "left": ("a {s} to the left of a {o}", "a {s} on the left of a {o}", "a photo of a {s} left of a {o}"),
+    "right": ("a {s} to the right of a {o}", "a {s} on the right of a {o}", "a photo of a {s} right of a {o}"),
+    "above": ("a {s} above a {o}", "a {s} over a {o}", "a photo of a {s} above a {o}"),
+    "below": ("a {s} below a {o}", "a {s} under a {o}", "a photo of a {s} beneath a {o}"),
+}
+HELD_OUT_PAIRS = 6  # unordered object pairs never seen together in training (both orders)
+
+
+@dataclass
+class Config:
+    """What a testbed model is trained with (its hash names the cached checkpoint)."""
+
+    encoder: str = "isolated"  # "isolated": CLIP with every self_attn.out_proj zeroed; "mixing": as is
+    steps: int = 1200
+    batch: int = 32
+    lr: float = 1e-3
+    relation_noise: float = 0.0  # fraction of training scenes placed at random whatever the caption says
+    dropout: float = 0.1  # empty-prompt fraction, for classifier-free guidance
+    channels: int = 64
+    seed: int = 0
+
+    def key(self) -> str:
+        blob = json.dumps({**asdict(self), "version": VERSION}, sort_keys=True)
+        return f"pos_testbed_{self.encoder}_{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def checkpoint_path(cfg: Config, cache: Path = CACHE) -> Path:
+    return cache / f"{cfg.key()}.safetensors"
+
+
+# ----------------------------------------------------------------------------------- scenes and text
+
+def colors() -> dict[str, tuple[float, float, float]]:
+    """RGB (0-1) that the built VAE decodes each class to."""
+    return {k: tuple((AMPLITUDE * s + 1) / 2 for s in v) for k, v in CLASSES.items()}
+
+
+def class_vectors() -> torch.Tensor:
+    """[K, 4] latent vectors of the classes, in CLASSES order (model space)."""
+    return torch.tensor([[*v, 0] for v in CLASSES.values()], dtype=torch.float32) * AMPLITUDE
+
+
+def pair_split(seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(training, held-out) ordered object pairs: HELD_OUT_PAIRS unordered pairs, both orders, held out."""
+    names = list(CLASSES)
+    unordered = list(itertools.combinations(names, 2))
+    random.Random(seed).shuffle(unordered)
+    held = {frozenset(p) for p in unordered[:HELD_OUT_PAIRS]}
+    ordered = list(itertools.permutations(names, 2))
+    return [p for p in ordered if frozenset(p) not in held], [p for p in ordered if frozenset(p) in held]
+
+
+def prompt(s: str, rel: str, o: str, template: int = 0) -> str:
+    return TEMPLATES[rel][template % len(TEMPLATES[rel])].format(s=s, o=o)
+
+
+def training_prompts(seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """(prompt, subject, relation, object) of every training caption."""
+    train, _ = pair_split(seed)
+    return [(prompt(s, r, o, t), s, r, o) for s, o in train for r in RELATIONS for t in range(len(TEMPLATES[r]))]
+
+
+def eval_cases(n: int, seed: int = 1234, held_out: bool = True) -> list[tuple[str, str, str, str, int]]:
+    """n (prompt, subject, relation, object, seed) cases on held-out pairs (or training pairs), fresh seeds."""
+    train, held = pair_split(0)
+    pairs = held if held_out else train
+    rng = random.Random(seed)
+    combos = [(s, r, o, t) for s, o in pairs for r in RELATIONS for t in range(3)]
+    rng.shuffle(combos)
+    out = []
+    for i in range(n):
+        s, r, o, t = combos[i % len(combos)]
+        out.append((prompt(s, r, o, t), s, r, o, 10_000 + seed + i))
+    return out
+
+
+def place(rel: str, gen: torch.Generator) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Top-left corners (y, x) of subject and object patches so that "subject REL object" holds
+    with a centroid gap of at least PATCH + 1 pixels on the relation's axis."""
+    span = LATENT - PATCH  # corners in [0, span]
+
+    def r(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+    a = r(0, span - PATCH - 1)
+    b = r(a + PATCH + 1, span)
+    first, second = (a, b) if rel in ("left", "above") else (b, a)
+    oa, ob = r(0, span), r(0, span)
+    if rel in ("left", "right"):
+        return (oa, first), (ob, second)
+    return (first, oa), (second, ob)
+
+
+def scene(s: str, rel: str, o: str, gen: torch.Generator, noise: float = 0.0) -> torch.Tensor:
+    """One x0 latent [4, 16, 16] (model space): subject and object patches on a zero background."""
+    if noise > 0 and float(torch.rand((), generator=gen)) < noise:
+        rel = RELATIONS[int(torch.randint(0, 4, (1,), generator=gen))]
+    x = torch.zeros(4, LATENT, LATENT)
+    vec = dict(zip(CLASSES, class_vectors()))
+    (ys, xs), (yo, xo) = place(rel, gen)
+    x[:, yo:yo + PATCH, xo:xo + PATCH] = vec[o][:, None, None]
+    x[:, ys:ys + PATCH, xs:xs + PATCH] = vec[s][:, None, None]
+    return x
+
+
+def segment(latent_model_space: torch.Tensor, min_cos: float = 0.85, min_norm: float = 0.5) -> torch.Tensor:
+    """Class index per latent pixel ([..., 4, H, W] -> [..., H, W], -1 = background), exactly from the
+    known patterns: nearest class by cosine, if close in direction and at least half as strong."""
+    v = class_vectors()
+    x = latent_model_space.float().movedim(-3, -1)  # [..., H, W, 4]
+    norm = x.norm(dim=-1)
+    cos = (x @ v.T) / (norm[..., None] * v.norm(dim=-1) + 1e-8)
+    best, idx = cos.max(dim=-1)
+    ok = (best >= min_cos) & (norm >= min_norm * float(v.norm(dim=-1)[0]))
+    return torch.where(ok, idx, torch.full_like(idx, -1))
+
+
+def masks_of(latent_stored: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """name -> H x W bool mask of one sampler LATENT ([4, H, W] as KSampler returns it)."""
+    seg = segment(latent_stored * SCALE_FACTOR)
+    order = list(CLASSES)
+    return {n: seg == order.index(n) for n in names}
+
+
+# ----------------------------------------------------------------------------------- model weights
+
+def unet_config(channels: int = 64) -> dict:
+    """ComfyUI UNetModel arguments: two levels (16 x 16 and 8 x 8) of one res block each; cross-attention
+    on the 8 x 8 level (encoder and decoder) and in the middle, as SD1 leaves its finest level to convs
+    for cost. 8 x 8 is the level PoS Guidance's "auto" picks (the encoder's coarsest with attention)."""
+    return dict(image_size=LATENT, in_channels=4, out_channels=4, model_channels=channels, num_res_blocks=[1, 1],
+                channel_mult=[1, 2], num_heads=4, num_head_channels=-1, use_spatial_transformer=True,
+                transformer_depth=[0, 1], transformer_depth_output=[0, 0, 1, 1], transformer_depth_middle=1,
+                context_dim=768, legacy=False, use_linear_in_transformer=False, adm_in_channels=None)
+
+
+def _init(module: torch.nn.Module, gen: torch.Generator, std: float = 0.02) -> None:
+    """Explicit seeded weights: N(0, std) matrices and kernels, zero biases, unit norms."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.fill_(1.0)
+
+
+def clip_state_dict(encoder: str, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded random CLIP-L text model (transformers layout, as SD1 checkpoints store it). "isolated"
+    zeroes every self-attention output projection, so no token reads another: each token's feature
+    depends on its own word and position only (see README, Measured effect, for why that matters)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if encoder not in ("isolated", "mixing"):
+        raise ValueError(f"encoder must be 'isolated' or 'mixing', got {encoder!r}")
+    gen = torch.Generator().manual_seed(seed + 1)
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                                        num_hidden_layers=12, num_attention_heads=12,
+                                        max_position_embeddings=77, hidden_act="quick_gelu"))
+    _init(clip, gen)
+    sd = clip.state_dict()
+    if encoder == "isolated":
+        for k in sd:
+            if ".self_attn.out_proj." in k:
+                sd[k] = torch.zeros_like(sd[k])
+    return {f"cond_stage_model.transformer.{k}": v for k, v in sd.items()}
+
+
+def vae_state_dict(seed: int) -> dict[str, torch.Tensor]:
+    """SD1's VAE architecture with a built (not trained) decoder: latent channel g -> colour channel g.
+
+    Every residual block and the attention block are identities (zeroed second conv / output
+    projection), upsampling convs pass channels through, and the output GroupNorm sees each signal
+    channel beside its negative and two +/-C constants, so its statistics are fixed (mean 0, std C/sqrt 2)
+    whatever the image: colour = (latent_g * 0.18215 / AMPLITUDE) * AMPLITUDE mapped to [-1, 1].
+    The encoder is seeded random (the testbed never encodes images).
+    """
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    vae = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+        decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
+    gen = torch.Generator().manual_seed(seed + 2)
+    _init(vae, gen)
+    sd = vae.state_dict()
+    big = 1000.0
+    with torch.no_grad():
+        for k in sd:
+            if not k.startswith("decoder."):
+                continue
+            if k.endswith(("conv2.weight", "conv2.bias", "proj_out.weight", "proj_out.bias")):
+                sd[k].zero_()
+            elif k.endswith(("nin_shortcut.weight", "upsample.conv.weight")):
+                w = sd[k]
+                w.zero_()
+                n = min(w.shape[0], w.shape[1])
+                centre = (w.shape[2] // 2, w.shape[3] // 2)
+                w[torch.arange(n), torch.arange(n), centre[0], centre[1]] = 1.0
+            elif k.endswith(("nin_shortcut.bias", "upsample.conv.bias")):
+                sd[k].zero_()
+        w, b = sd["decoder.conv_in.weight"], sd["decoder.conv_in.bias"]
+        w.zero_()
+        b.zero_()
+        for g in range(3):  # group g of the output norm: [+signal, +C, -C, -signal]
+            w[4 * g, g, 1, 1] = SCALE_FACTOR
+            w[4 * g + 3, g, 1, 1] = -SCALE_FACTOR
+            b[4 * g + 1], b[4 * g + 2] = big, -big
+        gamma, beta = sd["decoder.norm_out.weight"], sd["decoder.norm_out.bias"]
+        gamma.fill_(1.0)
+        beta.zero_()
+        shift = 10.0  # keeps the output SiLU in its linear range
+        for g in range(3):
+            gamma[4 * g] = big / math.sqrt(2.0)
+            beta[4 * g] = shift
+        ow, ob = sd["decoder.conv_out.weight"], sd["decoder.conv_out.bias"]
+        ow.zero_()
+        for g in range(3):
+            ow[g, 4 * g, 1, 1] = 1.0
+            ob[g] = -shift
+    return {f"first_stage_model.{k}": v for k, v in sd.items()}
+
+
+def load_registration() -> None:
+    """Teach ComfyUI's checkpoint detection the testbed's UNet (nodes/testbed_model.py, loaded alone)."""
+    spec = importlib.util.spec_from_file_location("pos_testbed_model", ROOT / "nodes" / "testbed_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.register()
+
+
+def save_checkpoint(path: Path, unet: dict, clip: dict, vae: dict, meta: dict) -> None:
+    """Write atomically: UNet fp32 (small), CLIP and VAE fp16, metadata as strings."""
+    from safetensors.torch import save_file
+
+    sd = {f"model.diffusion_model.{k}": v.float().contiguous() for k, v in unet.items()}
+    sd.update({k: v.to(torch.float16).contiguous() for k, v in {**clip, **vae}.items() if v.is_floating_point()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(sd, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    tmp.replace(path)
+
+
+def load(path: Path):
+    """(MODEL, CLIP, VAE) through ComfyUI's own checkpoint loader."""
+    import comfy.sd
+
+    load_registration()
+    out = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=True)
+    return out[0], out[1], out[2]
+
+
+def encode(clip, texts: list[str], batch: int = 32) -> torch.Tensor:
+    """[N, 77, 768] contexts of `texts` through ComfyUI's CLIP, as a sampler gets them. Prompts go
+    through as the chunks of one long prompt (ComfyUI encodes a prompt's chunks as one batch), so
+    each forward pass encodes `batch` prompts; every prompt must fit one 77-token chunk."""
+    out = []
+    for i in range(0, len(texts), batch):
+        chunks = []
+        for t in texts[i:i + batch]:
+            tok = clip.tokenize(t)
+            if len(tok["l"]) != 1:
+                raise ValueError(f"testbed prompt longer than one CLIP chunk: {t!r}")
+            chunks.append(tok["l"][0])
+        cond = clip.encode_from_tokens({"l": chunks})
+        out.append(cond.float().cpu().reshape(len(chunks), 77, -1))
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------- training
+
+@dataclass
+class TrainReport:
+    path: str
+    seconds: float
+    steps: int
+    losses: list[float] = field(default_factory=list)
+
+
+def sd1_alphas_cumprod() -> torch.Tensor:
+    """SD1's noise schedule: scaled-linear betas 0.00085 -> 0.012 over 1000 steps."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, dim=0).float()
+
+
+def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float], None] | None = None,
+          time_limit: float | None = None) -> TrainReport:
+    """Train (or reuse) the testbed checkpoint for `cfg`; progress(step, steps, loss) after each step."""
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    path = checkpoint_path(cfg, cache)
+    if path.exists():
+        meta = json.loads((path.with_suffix(".json")).read_text()) if path.with_suffix(".json").exists() else {}
+        return TrainReport(str(path), float(meta.get("seconds", 0.0)), int(meta.get("steps", cfg.steps)),
+                           meta.get("losses", []))
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = time.time()
+    clip_sd, vae_sd = clip_state_dict(cfg.encoder, cfg.seed), vae_state_dict(cfg.seed)
+    unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
+                     operations=comfy.ops.disable_weight_init)
+    _init(unet, gen)
+    # contexts of every training caption (and the empty prompt) through ComfyUI's own CLIP, once
+    draft = path.with_name(path.stem + ".draft.safetensors")
+    save_checkpoint(draft, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION})
+    _, clip, _ = load(draft)
+    caps = training_prompts(cfg.seed)
+    with torch.inference_mode():
+        ctx = encode(clip, [c[0] for c in caps] + [""]).clone()
+    ctx = ctx.clone()  # a normal tensor, usable in training
+    empty = ctx[-1]
+    del clip
+    draft.unlink(missing_ok=True)
+    abar = sd1_alphas_cumprod()
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    unet.train()
+    losses: list[float] = []
+    steps_done = 0
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
+        x0 = torch.stack([scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
+        c = ctx[idx].clone()
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.dropout
+        c[drop] = empty
+        t = torch.randint(0, 1000, (cfg.batch,), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        a = abar[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        pred = unet(xt, timesteps=t.float(), context=c)
+        loss = torch.nn.functional.mse_loss(pred, eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        steps_done = step + 1
+        if progress is not None:
+            progress(steps_done, cfg.steps, losses[-1])
+        if time_limit is not None and time.time() - start > time_limit:
+            break
+    seconds = time.time() - start
+    meta = {"pos_testbed": VERSION, "config": asdict(cfg), "seconds": round(seconds, 1), "steps": steps_done,
+            "losses": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5) for i in range(0, len(losses), 50)]}
+    save_checkpoint(path, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION, "config": json.dumps(asdict(cfg))})
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return TrainReport(str(path), seconds, steps_done, meta["losses"])
