@@ -82,8 +82,8 @@ class PoSSeedSearch(io.ComfyNode):
                         "of each and scores the PoS loss of its cross-attention (cheap); 'pse' generates each "
                         "fully, decodes, detects and scores PSE. Outputs the best latent, finished, and its seed.",
             inputs=[
-                io.Model.Input("model", tooltip="Guided (PoS Guidance) or plain SD1.x / SD2.x / SDXL, Flux.1 or SD3 / SD3.5 model "
-                                                       "(Flux dev: cfg 1 with FluxGuidance in the conditioning)."),
+                io.Model.Input("model", tooltip="Guided (PoS Guidance) or plain SD1.x / SD2.x / SDXL, Flux.1 or "
+                                                "SD3 / SD3.5 model (Flux dev: cfg 1, FluxGuidance on the prompt)."),
                 io.Conditioning.Input("positive", tooltip="The prompt's conditioning."),
                 io.Conditioning.Input("negative", tooltip="The negative conditioning."),
                 io.Latent.Input("latent_image", tooltip="The empty latent (its first image sets the size)."),
