@@ -46,6 +46,12 @@ def is_widget(typ) -> bool:
     return isinstance(typ, list) or typ in WIDGET_TYPES
 
 
+def has_control(name: str, opts: dict) -> bool:
+    """Whether the front end gives this widget a "control after generate" value beside it: when the input
+    asks for one, and for every input named seed or noise_seed (as comfyui-frontend-package does)."""
+    return bool(opts.get("control_after_generate")) or name in ("seed", "noise_seed")
+
+
 def is_ui_format(workflow: dict) -> bool:
     """UI format (what the front end saves: nodes and links) rather than API format (id -> node)."""
     return isinstance(workflow.get("nodes"), list) and "links" in workflow
@@ -68,7 +74,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             slot = by_name.get(name)
             if is_widget(typ):
                 value = values.pop(0) if values else opts.get("default")
-                if opts.get("control_after_generate") and values and values[0] in SEED_CONTROLS:
+                if has_control(name, opts) and values and values[0] in SEED_CONTROLS:
                     values.pop(0)
                 inputs[name] = value
             if slot is not None and slot.get("link") is not None:
@@ -111,7 +117,7 @@ def api_to_ui(prompt: dict, object_info: dict, titles: dict | None = None) -> di
                 if value is None and isinstance(typ, list):
                     value = typ[0] if typ else ""  # a linked combo may have no options yet (a folder list)
                 widgets.append(value)
-                if opts.get("control_after_generate"):
+                if has_control(name, opts):
                     widgets.append("fixed")
                 if linked:
                     ins.append({"name": name, "type": "COMBO" if isinstance(typ, list) else typ,

@@ -122,3 +122,13 @@ def test_sr4g_benchmark_workflow_runs(srv):
     scores = [k for k, n in prompt.items() if n["class_type"] == "PoSScore"]
     assert len(scores) == 3 and all(entry["outputs"].get(k) for k in scores)
     assert len(list((srv.base / "output" / "sr4g_bench").glob("*.png"))) == 3
+
+
+# For the browser test (tests/test_host_browser.py runs every shipped workflow from the front end): after
+# install_coco(base), these widget settings make the SR4G workflows cheap, as shrink_sr4g does for /prompt.
+BROWSER_SHRINK_JS = """
+    if (n.type === 'SR4GSpatialCaptions' && w.name === 'max_pairs') w.value = 1;
+    if (n.type === 'SR4GSpatialCaptions' && w.name === 'max_per_image') w.value = 1;
+    if (w.name === 'training_dtype' || w.name === 'lora_dtype') w.value = 'fp32';
+    if (w.name === 'gradient_checkpointing') w.value = false;
+"""
