@@ -273,3 +273,24 @@ def test_unit_graph_is_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2, 3)}
     assert len(outs) == 1
+
+
+def test_cli_help_and_user_errors_without_a_traceback(tmp_path, capsys):
+    from pos_core.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0 and "run" in capsys.readouterr().out
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("configs:\n  - {name: a, workflow: pos_psg_sd15}\nscoring: {detector: owl}\n")
+    out = str(tmp_path / "o")
+    assert main(["bench", "run", "--prompts", "nope", "--configs", str(cfg), "--out", out]) == 2
+    assert "bench: --prompts 'nope' is neither a built-in set" in capsys.readouterr().err
+    assert main(["bench", "run", "--prompts", "t2i-spatial", "--configs", str(cfg), "--out", out]) == 2
+    assert "pass --prompts t2i-spatial:PATH" in capsys.readouterr().err
+    cfg.write_text("configs:\n  - {name: a, workflow: pos_psg_sd15, overrides: {steps: 2}}\nscoring: {detector: owl}\n")
+    Store(out).check_manifest({"prompts": "sr2d", "limit": 2, "seeds": 1, "base_seed": 0, "units": 2,
+                               "configs": {"a": "0"}, "scoring": {}})
+    assert main(["bench", "run", "--prompts", "sr2d", "--limit", "2", "--seeds", "1", "--configs", str(cfg),
+                 "--out", out]) == 2
+    assert "holds a run with different configs, scoring" in capsys.readouterr().err
