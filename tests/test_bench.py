@@ -64,10 +64,13 @@ def test_benchmark_sets_read_their_own_files(tmp_path):
                     '{"tag": "counting", "prompt": "a photo of two cats"}\n')
     assert [p["prompt"] for p in sets.load(f"geneval-position:{meta}")] == ["a photo of a dog right of a cat"]
     trip = tmp_path / "triplets.jsonl"
-    rows = [{"image_id": 1, "file_name": "x.jpg", "subject": "cat", "relation": "left", "object": "dog",
-             "caption": f"a cat to the left of a dog {s}", "split": s} for s in ("train", "test_seen", "test_unseen")]
+    rows = [{"image_id": i, "file_name": "x.jpg", "subject": "cat", "relation": "left", "object": "dog",
+             "subject_count": 1, "object_count": 1, "caption": f"a cat to the left of a dog {s}", "split": s}
+            for i, s in enumerate(("train", "test_seen", "test_unseen", "test_unseen"))]
     trip.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert [p["prompt"] for p in sets.load(f"sr4g-test-unseen:{trip}")] == ["a cat to the left of a dog test_unseen"]
+    pytest.importorskip("pos_core.sr4g.dataset")
+    unseen = sets.load(f"sr4g-test-unseen:{tmp_path}")
+    assert [(p["prompt_id"], p["prompt"]) for p in unseen] == [("sr4g-test_unseen-0", "a cat to the left of a dog test_unseen")]
     assert [p["prompt"] for p in sets.load(f"sr4g-test-seen:{trip}")] == ["a cat to the left of a dog test_seen"]
 
 

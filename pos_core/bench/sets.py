@@ -25,8 +25,8 @@ BUILTIN = ("sr2d", "geneval-position", "t2i-spatial", "sr4g-test-seen", "sr4g-te
 NEEDS_FILE = {
     "geneval-position": "GenEval's prompts/evaluation_metadata.jsonl (rows with tag 'position')",
     "t2i-spatial": "T2I-CompBench's examples/dataset/spatial_val.txt (one prompt a line)",
-    "sr4g-test-seen": "OUT/triplets.jsonl written by `python -m pos_core sr4g build` (split test_seen)",
-    "sr4g-test-unseen": "OUT/triplets.jsonl written by `python -m pos_core sr4g build` (split test_unseen)",
+    "sr4g-test-seen": "the folder `python -m pos_core sr4g build --out OUT` writes (split test_seen)",
+    "sr4g-test-unseen": "the folder `python -m pos_core sr4g build --out OUT` writes (split test_unseen)",
 }
 
 
@@ -97,19 +97,21 @@ def geneval_position(path: str) -> list[dict]:
 
 
 def sr4g(path: str, split: str) -> list[dict]:
-    """Captions of one SR4G split from the triplets.jsonl `python -m pos_core sr4g build` writes."""
-    out = []
-    for n, rec in _jsonl(path):
-        if rec.get("split") == split:
-            out.append({"prompt_id": f"sr4g-{n}", "prompt": rec["caption"], "subject": rec.get("subject"),
-                        "relation": rec.get("relation"), "object": rec.get("object")})
+    """One SR4G split's prompts (one per distinct caption) from a `python -m pos_core sr4g build` output
+    folder or its triplets.jsonl, through `pos_core.sr4g.dataset.prompts`."""
+    try:
+        from ..sr4g.dataset import prompts
+    except ImportError as e:
+        raise ValueError(f"--prompts sr4g-*: the pack's SR4G module is not available here ({e})") from e
+    folder = os.path.dirname(path) if path.endswith(".jsonl") else path
+    out = [{**r, "prompt_id": f"sr4g-{split}-{r['prompt_id']}"} for r in prompts(folder, split)]
     if not out:
-        raise ValueError(f"{path!r} has no captions of split {split!r}: is it SR4G's triplets.jsonl?")
+        raise ValueError(f"{path!r} has no captions of split {split!r}")
     return out
 
 
 def load(spec: str, limit: int | None = None) -> list[dict]:
-    """Prompts of `--prompts SPEC`: `sr2d`, `NAME:PATH` for the sets read from the benchmark's own file,
+    """Prompts of `--prompts SPEC`: `sr2d`, `NAME:PATH` for the sets read from the benchmark's own file (SR4G: the build folder),
     or a JSONL / text file. `limit` keeps that many prompts, a fixed random sample in set order."""
     name, _, path = spec.partition(":")
     if name == "sr2d" and not path:
