@@ -252,7 +252,8 @@ def markdown(report: dict) -> str:
              f"{'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, {report['sampler']} "
              f"{report['steps']} steps, cfg {report['cfg']}",
              "",
-             "| way | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % | s / image |",
+             "| way | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % "
+             "| s / image |",
              "|---|---|---|---|---|---|"]
     for way, r in report["ways"].items():
         vc = r["visor_cond"]
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("--encoder", choices=("isolated", "mixing"), default="isolated",
-                       help="isolated: CLIP tokens do not mix (object tokens carry location); mixing: random CLIP as is")
+                       help="isolated: CLIP tokens do not mix (object tokens carry location); "
+                            "mixing: the random CLIP as it is")
         p.add_argument("--steps", type=int, default=1200, help="training steps (batch 32)")
         p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
         p.add_argument("--seed", type=int, default=0)
