@@ -12,12 +12,13 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..pos_core import detect, evaluate
+from ..pos_core import detect, evaluate, scenes
 from .common import CATEGORY, PosDepth, PosDetector, PosRelations, require_relations
 from .render import panel, render_tile
 
 DETECTORS = ["IDEA-Research/grounding-dino-base", "IDEA-Research/grounding-dino-tiny",
              "google/owlv2-base-patch16-ensemble", "google/owlvit-base-patch32"]
+TESTBED_COLORS = "pos-testbed-colors"
 SAMS = ["none", "facebook/sam-vit-base", "facebook/sam-vit-huge"]
 DEPTHS = ["depth-anything/Depth-Anything-V2-Large-hf", "depth-anything/Depth-Anything-V2-Base-hf",
           "depth-anything/Depth-Anything-V2-Small-hf"]
@@ -58,8 +59,11 @@ class PoSDetectorLoader(io.ComfyNode):
             description="Loads a detector through transformers from models/pos_models (or a hub name when "
                         "online). The authors use Grounding DINO (base) with SAM.",
             inputs=[
-                io.Combo.Input("detector", options=local_models() + DETECTORS, default=DETECTORS[0],
-                               tooltip="A folder in models/pos_models, or a hub name downloaded when online."),
+                io.Combo.Input("detector", options=local_models() + DETECTORS + [TESTBED_COLORS],
+                               default=DETECTORS[0],
+                               tooltip="A folder in models/pos_models, or a hub name downloaded when online. "
+                                       f"{TESTBED_COLORS}: exact masks by colour for the pack's built-in testbed "
+                                       "model (its demo), no download."),
                 io.Combo.Input("sam", options=SAMS + local_models(), default="none",
                                tooltip="SAM model for masks from the boxes (best of its 3 masks); none = "
                                        "filled boxes."),
@@ -69,6 +73,8 @@ class PoSDetectorLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, detector: str, sam: str) -> io.NodeOutput:
+        if detector == TESTBED_COLORS:
+            return io.NodeOutput(detect.ColorKeyDetector(scenes.colors()))
         return io.NodeOutput(detect.load_detector(detector, folders(), None if sam == "none" else sam, _device()))
 
 
