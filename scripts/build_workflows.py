@@ -19,11 +19,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
+FLUX_DEV, FLUX_AE = "flux1-dev.safetensors", "ae.safetensors"
+SD35 = "sd3.5_medium.safetensors"
+CLIP_L, CLIP_G, T5XXL = "clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors"
 # Download links the front end's missing-model dialog offers (node properties.models): every model
 # file a shipped workflow loads needs one here (Hugging Face resolve URLs, .safetensors).
 MODEL_URLS = {
     SD15: "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/" + SD15,
     SDXL: "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/" + SDXL,
+    FLUX_DEV: "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/" + FLUX_DEV,
+    FLUX_AE: "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/" + FLUX_AE,
+    SD35: "https://huggingface.co/stabilityai/stable-diffusion-3.5-medium/resolve/main/" + SD35,
+    CLIP_L: "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/" + CLIP_L,
+    T5XXL: "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/" + T5XXL,
+    CLIP_G: "https://huggingface.co/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/" + CLIP_G,
 }
 # ComfyUI model folder of each loader node's files
 MODEL_DIRECTORIES = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
@@ -187,12 +196,68 @@ def sr4g_benchmark():
     return g
 
 
+def dit_guidance(model):
+    """PoS Guidance with the DiT defaults: published best blocks, softmax over the text keys."""
+    return {"class_type": "PoSGuidance", "inputs": {
+        "model": list(model), "relations": ["2", 1], "scale": 20.0, "guided_fraction": 0.5, "loss_scale": -1.0,
+        "smoothing": True, "attention_level": "auto", "blocks": "auto", "softmax": "text"}}
+
+
+def dit_tail(g, vae, steps, cfg, scheduler, positive):
+    """Latent, guided KSampler, decode, save, attention maps and PoS Score shared by the DiT workflows."""
+    g.update({
+        "4": dit_guidance(("17", 0)),
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {
+            "model": ["4", 0], "seed": 42, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": scheduler,
+            "positive": list(positive), "negative": ["3", 0], "latent_image": ["5", 0], "denoise": 1.0}},
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": list(vae)}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "pos_psg"}},
+        "9": {"class_type": "PoSAttentionMaps", "inputs": {"attention": ["4", 1], "images": ["7", 0],
+                                                           "start_step": 0, "end_step": -1}},
+        "20": DETECTOR,
+        "21": score(("7", 0)),
+    })
+    return g
+
+
+def psg_flux_dev():
+    """FLUX.1-dev as its model card runs it (28 steps, distilled guidance 3.5 via FluxGuidance, cfg 1),
+    Load Diffusion Model + DualCLIPLoader + ae; PSG on the first 14 steps."""
+    return dit_tail({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": FLUX_DEV, "weight_dtype": "default"}},
+        "14": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": CLIP_L, "clip_name2": T5XXL, "type": "flux",
+                                                          "device": "default"}},
+        "15": {"class_type": "VAELoader", "inputs": {"vae_name": FLUX_AE}},
+        "2": relations(clip=("14", 0)),
+        "16": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["2", 0], "guidance": 3.5}},
+        "3": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["2", 0]}},
+        "17": {"class_type": "ModelSamplingFlux", "inputs": {"model": ["1", 0], "max_shift": 1.15, "base_shift": 0.5,
+                                                             "width": 1024, "height": 1024}},
+    }, ("15", 0), 28, 1.0, "simple", ("16", 0))
+
+
+def psg_sd35():
+    """SD3.5-medium (checkpoint with VAE + TripleCLIPLoader), 40 steps, cfg 4.5, shift 3; PSG on the first 20."""
+    return dit_tail({
+        "1": loader(SD35),
+        "14": {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": CLIP_L, "clip_name2": CLIP_G,
+                                                            "clip_name3": T5XXL}},
+        "2": relations(clip=("14", 0)),
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["14", 0], "text": NEG}},
+        "17": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}},
+    }, ("1", 2), 40, 4.5, "sgm_uniform", ("2", 0))
+
+
 WORKFLOWS = {
     "pos_psg_sd15": (psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
     "pos_psg_sdxl": (psg(SDXL, 1024, 5.0, 0.2), {"4": "PoS Guidance (PSG): first 10 of 50 steps, loss x1000"}),
     "pos_seed_search": (seed_search(), {}),
     "pos_score_images": (score_images(), {"21": "PoS Score (PSE) of a loaded image"}),
     "pos_guided_vs_unguided": (guided_vs_unguided(), {"9": "Guided: attention", "13": "Unguided: attention"}),
+    "pos_psg_flux_dev": (psg_flux_dev(), {"4": "PoS Guidance (PSG): Flux.1 dev, first 14 of 28 steps",
+                                           "16": "FluxGuidance (distilled guidance; cfg stays 1)"}),
+    "pos_psg_sd35": (psg_sd35(), {"4": "PoS Guidance (PSG): SD3.5, first 20 of 40 steps"}),
     "sr4g_lora_training": (sr4g_lora_training(), {"2": "SR4G Spatial Captions: train split -> input/sr4g_train"}),
     "sr4g_benchmark": (sr4g_benchmark(), {"21": "Base model: PSE / VISOR", "22": "With the SR4G LoRA: PSE / VISOR",
                                           "23": "With PoS Guidance: PSE / VISOR",
