@@ -67,7 +67,8 @@ def cmd_train(args) -> int:
 
     cfg = config_from(args)
     start = time.time()
-    rep = testbed.train(cfg, progress=lambda i, n, loss: bar(i, n, start, f"training ({loss:.4f})"))
+    snaps = tuple(int(v) for v in args.snapshots.split(",") if v) if getattr(args, "snapshots", "") else ()
+    rep = testbed.train(cfg, progress=lambda i, n, loss: bar(i, n, start, f"training ({loss:.4f})"), snapshots=snaps)
     print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
     return 0
 
@@ -190,7 +191,9 @@ def cmd_eval(args) -> int:
     import testbed
 
     cfg = config_from(args)
-    ckpt = testbed.checkpoint_path(cfg)
+    ckpt = Path(args.checkpoint) if args.checkpoint else testbed.checkpoint_path(cfg)
+    if not ckpt.exists() and args.checkpoint:
+        sys.exit(f"effect.py: no checkpoint at {ckpt}")
     if not ckpt.exists():
         print(f"no trained testbed for this config yet; training it first ({cfg.steps} steps)", file=sys.stderr)
         cmd_train(args)
@@ -276,14 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--encoder", choices=("isolated", "mixing"), default="isolated",
                        help="isolated: CLIP tokens do not mix (object tokens carry location); "
                             "mixing: the random CLIP as it is")
-        p.add_argument("--steps", type=int, default=1200, help="training steps (batch 32)")
+        p.add_argument("--steps", type=int, default=600, help="training steps (batch 32)")
         p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
         p.add_argument("--seed", type=int, default=0)
+        if name == "train":
+            p.add_argument("--snapshots", default="", help="comma-separated steps to also save checkpoints at")
         if name == "eval":
             p.add_argument("--n", type=int, default=200, help="held-out (prompt, seed) cases")
             p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse")
             p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
+            p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
     args = ap.parse_args(argv)
     setup()
     return cmd_train(args) if args.cmd == "train" else cmd_eval(args)

@@ -48,7 +48,7 @@ class Config:
     """What a testbed model is trained with (its hash names the cached checkpoint)."""
 
     encoder: str = "isolated"  # "isolated": CLIP with every self_attn.out_proj zeroed; "mixing": as is
-    steps: int = 1200
+    steps: int = 600
     batch: int = 32
     lr: float = 1e-3
     relation_noise: float = 0.0  # fraction of training scenes placed at random whatever the caption says
@@ -230,8 +230,9 @@ def sd1_alphas_cumprod() -> torch.Tensor:
 
 
 def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float], None] | None = None,
-          time_limit: float | None = None) -> TrainReport:
-    """Train (or reuse) the testbed checkpoint for `cfg`; progress(step, steps, loss) after each step."""
+          time_limit: float | None = None, snapshots: tuple[int, ...] = ()) -> TrainReport:
+    """Train (or reuse) the testbed checkpoint for `cfg`; progress(step, steps, loss) after each step.
+    `snapshots`: steps after which an intermediate checkpoint `<name>.step<N>.safetensors` is written."""
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
@@ -283,6 +284,9 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
         sched.step()
         losses.append(float(loss))
         steps_done = step + 1
+        if steps_done in snapshots:
+            save_checkpoint(path.with_name(f"{path.stem}.step{steps_done}.safetensors"), unet.state_dict(),
+                            clip_sd, vae_sd, {"pos_testbed": VERSION, "step": str(steps_done)})
         if progress is not None:
             progress(steps_done, cfg.steps, losses[-1])
         if time_limit is not None and time.time() - start > time_limit:
