@@ -555,3 +555,17 @@ def test_evaluate_reports_sr4g_metrics_per_relation_and_split(tmp_path, capsys):
     assert left["pse"] is not None and left["pse"] > 0.5 and left["visor"] is True
     assert next(r for r in per if r["image"] == "1_0.png")["relations"][0]["pse"] is None
     assert "SR4G split test_unseen (n=2): OA / VISOR / VISOR_cond | 100.00 / 50.00 / 50.00 %" in capsys.readouterr().out
+
+
+def test_hand_made_file_surrounding_inside_overlapping_and_scale(tmp_path):
+    # a person box (100..900) holding an apple box (300..500); the apple's polygon lies on the person's, so the
+    # masks meet; scale: 800 vs 200 wide and high, area 16x
+    data = {"images": [{"id": 4, "file_name": "p.jpg", "width": W, "height": H}], "categories": CATS,
+            "annotations": [ann(41, 4, 4, [100, 100, 800, 800]), ann(42, 4, 3, [300, 300, 200, 200])]}
+    a, imgs = write(tmp_path, data)
+    build(a, imgs, str(tmp_path / "out"), OPEN)
+    caps = {t["caption"] for t in read_triplets(str(tmp_path / "out"))}
+    assert caps == {"a person surrounding an apple", "a person overlapping an apple", "a person wider than an apple",
+                    "a person taller than an apple", "a person larger than an apple",
+                    "an apple inside a person", "an apple overlapping a person", "an apple narrower than a person",
+                    "an apple shorter than a person", "an apple smaller than a person"}
