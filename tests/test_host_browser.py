@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import comfy_host
+from test_host_sr4g import BROWSER_SHRINK_JS, install_coco
 from test_host_workflows import WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,10 @@ SHRINK = """(fixture) => {
     if (w.name === 'steps') w.value = 4;
     if (w.name === 'search_steps') w.value = 2;
     if (w.name === 'candidates') w.value = 3;
+    __SR4G__
   }
   app.graph.setDirtyCanvas(true, true);
-}"""
+}""".replace("__SR4G__", BROWSER_SHRINK_JS)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def browser_page(comfyui_path, tiny_models, tmp_path_factory):
     with comfy_host.server(comfyui_path, base, pos_models=models) as srv:
         Image.fromarray(np.random.RandomState(0).randint(0, 255, (96, 96, 3), dtype=np.uint8)).save(
             base / "input" / "example.png")
+        install_coco(base)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             page = browser.new_page(viewport={"width": 1700, "height": 1000})

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import comfy_host
+from test_host_sr4g import install_coco, shrink_sr4g
 from workflow_format import ui_to_api
 
 WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
@@ -24,6 +25,7 @@ def wsrv(comfyui_path, tiny_models, tmp_path_factory):
     with comfy_host.server(comfyui_path, base, pos_models=models) as s:
         Image.fromarray(np.random.RandomState(0).randint(0, 255, (96, 96, 3), dtype=np.uint8)).save(
             base / "input" / "example.png")
+        install_coco(base)
         yield s
 
 
@@ -55,7 +57,7 @@ def test_workflows_are_shipped_with_previews():
 def test_shipped_workflow_runs(wsrv, path):
     info = wsrv.get("/object_info")
     workflow = json.loads(path.read_text())
-    prompt = shrink(ui_to_api(workflow, info))
+    prompt = shrink_sr4g(shrink(ui_to_api(workflow, info)))
     entry = wsrv.run(prompt)
     assert entry["status"]["status_str"] == "success"
     assert entry["outputs"], "the workflow has output nodes that produced something"
