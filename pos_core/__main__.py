@@ -1,4 +1,4 @@
-"""Command line: `python -m pos_core parse "PROMPT"` / `parse --file PATH`, and `evaluate` (PSE of a folder)."""
+"""Command line: `python -m pos_core parse "PROMPT"` / `parse --file PATH`, `evaluate` (PSE of a folder), `demo`."""
 
 from __future__ import annotations
 
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     from .bench.cli import add_bench_parser
 
     add_bench_parser(sub)
+    from .demo import add_parser as add_demo
+
+    add_demo(sub)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -338,10 +338,14 @@ class ComfyServer:
 
     # ---- running
 
-    def queue(self, api_workflow: dict) -> str:
-        """Queue an API-format workflow; its prompt id. ComfyUI's validation errors raise ComfyError."""
+    def queue(self, api_workflow: dict, extra_data: dict | None = None) -> str:
+        """Queue an API-format workflow; its prompt id. ComfyUI's validation errors raise ComfyError.
+        `extra_data` goes with it (e.g. {"extra_pnginfo": {"workflow": ui}}: SaveImage embeds that workflow)."""
+        payload = {"prompt": api_workflow, "client_id": self.client_id}
+        if extra_data:
+            payload["extra_data"] = extra_data
         try:
-            r = self.post("/prompt", {"prompt": api_workflow, "client_id": self.client_id})
+            r = self.post("/prompt", payload)
         except ComfyError as e:
             raise ComfyError(f"ComfyUI refused the workflow: {e}") from None
         if "prompt_id" not in r:
@@ -364,10 +368,10 @@ class ComfyServer:
             delay = min(0.5, delay * 1.5)
         raise ComfyError(f"prompt {prompt_id} did not finish within {timeout or self.timeout:.0f} s")
 
-    def run(self, api_workflow: dict, timeout: float | None = None) -> dict:
+    def run(self, api_workflow: dict, timeout: float | None = None, extra_data: dict | None = None) -> dict:
         """Run a workflow and return its outputs (node id -> output dict); ComfyError with ComfyUI's
         own message when it fails."""
-        entry = self.wait(self.queue(api_workflow), timeout)
+        entry = self.wait(self.queue(api_workflow, extra_data), timeout)
         status = entry["status"]
         if status.get("status_str") != "success":
             errors = [m[1] for m in status.get("messages", []) if m[0] == "execution_error"]
