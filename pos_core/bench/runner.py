@@ -154,10 +154,13 @@ class Runner:
         from .workers import generation_actors, scoring_actors
 
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
-        if o.workers is None and not o.urls:
+        if o.urls:
+            o.workers = len(o.urls)  # servers given by URL: their GPUs are theirs, the actors take none
+        elif o.workers is None:
             o.workers = int(cluster_gpus) or 1
-        gen_gpus = (1.0 - (o.scorer_gpus if o.scorers <= o.workers else 0.0)) if cluster_gpus else 0.0
-        score_gpus = o.scorer_gpus if cluster_gpus and gen_gpus < 1 else 0.0
+        share = o.scorer_gpus if cluster_gpus and o.scorers <= o.workers else 0.0
+        gen_gpus = 0.0 if o.urls or not cluster_gpus else 1.0 - share
+        score_gpus = share
         self.generators = generation_actors(self._specs(configs, gen_gpus), gen_gpus, max_restarts=-1)
         self.scorers = scoring_actors(scoring, o.scorers, score_gpus, max_restarts=-1)
         self.log(f"bench: {len(self.generators)} generation worker(s) ({gen_gpus or 'no'} GPU each), "
