@@ -71,6 +71,9 @@ def run_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        print(f"bench: {e}\nrestart the same command to resume", file=sys.stderr)
+        return 1
     print(f"bench: {result['made']} units made ({result['failed']} failed), {result['skipped']} were done before; "
           f"summary in {args.out}/summary.md")
     return 0 if not result["failed"] else 1

@@ -36,6 +36,10 @@ class GenerationWorker:
                                         timeout=s.get("unit_timeout", 1800))
         self.api = {}
 
+    def ping(self) -> bool:
+        """Answers once the worker (re)started: its server is up."""
+        return True
+
     def info(self) -> dict:
         """Worker name, the pid of its server (None when attached) and the server's URL."""
         return {"worker": self.name, "server_pid": self.server.pid if self.server else None,

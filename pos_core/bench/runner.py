@@ -149,7 +149,7 @@ class Runner:
     def _loop(self, todo: deque, configs: list, scoring: dict, store: Store, digests: dict) -> tuple[int, int]:
         o = self.opts
         ray = self._init_ray()
-        from ray.exceptions import RayError
+        from ray.exceptions import ActorUnavailableError, RayError
 
         from .workers import generation_actors, scoring_actors
 
@@ -167,8 +167,12 @@ class Runner:
                  f"{len(self.scorers)} scoring worker(s); cluster GPUs: {cluster_gpus:g}")
         attempts: dict[str, int] = {}
         idle = list(range(len(self.generators)))
+        scorer_up = [True] * len(self.scorers)
         gen_refs: dict = {}      # ref -> (unit, generator index)
         score_refs: dict = {}    # ref -> (batch of (unit, gen result), scorer index)
+        probes: dict = {}        # ping ref -> (kind, index): a worker that died is used again once it answers
+        cooling: list = []       # (when to ping again, kind, index) for workers Ray is restarting
+        alive = {"gen": set(range(len(self.generators))), "score": set(range(len(self.scorers)))}
         score_load = [0] * len(self.scorers)
         pending: list = []       # generated, waiting for a scoring batch
         rows: list[dict] = []
@@ -190,33 +194,65 @@ class Runner:
             else:
                 todo.append(unit)
 
+        def probe(kind: str, i: int) -> None:
+            actor = (self.generators if kind == "gen" else self.scorers)[i]
+            probes[actor.ping.remote()] = (kind, i)
+
         try:
             while todo or gen_refs or score_refs or pending:
+                now = time.time()
+                for entry in [c for c in cooling if c[0] <= now]:
+                    cooling.remove(entry)
+                    probe(entry[1], entry[2])
                 while idle and todo:
                     unit = todo.popleft()
                     g = idle.pop(0)
                     gen_refs[self.generators[g].generate.remote(unit.to_dict())] = (unit, g)
                 flush_scores = not todo and not gen_refs
-                while pending and (len(pending) >= o.batch_size or flush_scores):
-                    s = min(range(len(self.scorers)), key=lambda i: score_load[i])
+                up = [i for i in range(len(self.scorers)) if scorer_up[i]]
+                while pending and up and (len(pending) >= o.batch_size or flush_scores):
+                    s = min(up, key=lambda i: score_load[i])
                     if score_load[s] >= 2 and not flush_scores:
                         break
                     batch, pending[:] = pending[:o.batch_size], pending[o.batch_size:]
                     items = [{"key": u.key, "prompt": u.prompt, "png": gres["png"]} for u, gres in batch]
                     score_refs[self.scorers[s].score.remote(items)] = (batch, s)
                     score_load[s] += 1
-                if not gen_refs and not score_refs:
+                waiting = list(gen_refs) + list(score_refs) + list(probes)
+                if not waiting:
+                    if cooling:
+                        time.sleep(max(0.0, min(c[0] for c in cooling) - time.time()))
                     continue
-                ready, _ = ray.wait(list(gen_refs) + list(score_refs), num_returns=1, timeout=30)
+                timeout = max(0.1, min(c[0] for c in cooling) - time.time()) if cooling else 30
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
                 for ref in ready:
-                    if ref in gen_refs:
+                    if ref in probes:
+                        kind, i = probes.pop(ref)
+                        try:
+                            ray.get(ref)
+                        except ActorUnavailableError:
+                            cooling.append((time.time() + 2.0, kind, i))
+                            continue
+                        except RayError as e:
+                            alive[kind].discard(i)
+                            self.log(f"bench: {kind} worker {i} is gone: {str(e)[:2000]}")
+                            if not alive[kind]:
+                                raise RuntimeError(f"every {'generation' if kind == 'gen' else 'scoring'} worker "
+                                                   f"died; the last error: {str(e)[:4000]}") from None
+                            continue
+                        if kind == "gen":
+                            idle.append(i)
+                        else:
+                            scorer_up[i] = True
+                    elif ref in gen_refs:
                         unit, g = gen_refs.pop(ref)
-                        idle.append(g)
                         try:
                             res = ray.get(ref)
                         except RayError as e:
+                            probe("gen", g)  # back to work once Ray has restarted it
                             attempt_failed(unit, f"worker died: {type(e).__name__}: {str(e)[:500]}")
                             continue
+                        idle.append(g)
                         if res["ok"]:
                             path = os.path.join(o.out, unit.image)
                             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -234,6 +270,8 @@ class Runner:
                         try:
                             results = {r["key"]: r for r in ray.get(ref)}
                         except RayError as e:
+                            scorer_up[s] = False
+                            probe("score", s)
                             results = {u.key: {"ok": False, "error": f"scoring worker died: {type(e).__name__}"}
                                        for u, _ in batch}
                         for unit, gres in batch:

@@ -42,6 +42,10 @@ class ScoringWorker:
         self.depth = load_depth(spec["depth"], folders, device) if spec.get("depth") else None
         self.tmp = tempfile.mkdtemp(prefix="pos_bench_score_")
 
+    def ping(self) -> bool:
+        """Answers once the worker (re)started: its models are loaded."""
+        return True
+
     def score(self, batch: list[dict]) -> list[dict]:
         """[{key, prompt, png}] -> [{key, ok, width, height, pse, ... , score_seconds} or {key, ok: False, error}]."""
         from PIL import Image
