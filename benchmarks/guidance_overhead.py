@@ -1,11 +1,17 @@
 """Wall time and peak memory of PSG-guided against unguided sampling, same seed and settings.
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/guidance_overhead.py [--steps 10] [--size 256]
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/guidance_overhead.py --family flux   # or sd3
 
 Runs the real ComfyUI sampling path (nodes.common_ksampler, as KSampler) on a full-size random-weight
 SD1.5-architecture UNet (built once into the test cache), half of the steps guided. Each variant runs
 in its own process after a warm-up, so peak memory (RSS on the CPU, max allocated on a GPU) is its own.
 The authors' implementation style costs about 3.4x; the target here is at most 1.5x time and memory.
+
+--family flux / sd3: a real-width, reduced-depth random DiT (Flux.1: hidden 3072, 24 heads, 2 double +
+4 single blocks, dev guidance embedding, cfg 1; SD3.5-medium: hidden 1536, 24 heads, 4 joint blocks with
+attn2 in the first three, cfg 4.5), random text features (Flux 256 T5 tokens; SD3 2 x 77 CLIP + 77 T5),
+default blocks (the published best blocks mapped to the same relative depth) and the text-key softmax.
 """
 
 from __future__ import annotations
@@ -20,6 +26,76 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_dit(family: str, variant: str, steps: int, size: int) -> dict:
+    """One variant on the real-width reduced-depth Flux.1 or SD3.5-medium."""
+    comfy = os.environ["COMFYUI_PATH"]
+    sys.path[:0] = [comfy, str(ROOT / "tests")]
+    import torch
+    from comfy.cli_args import args
+
+    args.cpu = not torch.cuda.is_available()
+    import comfy_host
+    import dit_fixtures
+    import nodes
+
+    comfy_host.load_pack()
+    from pos_spatial_pack.nodes.guidance import PoSGuidance
+    from pos_spatial_pack.pos_core.tokens import RelationSet, TokenRelation
+
+    cfg = 1.0 if family == "flux" else 4.5
+    rels = RelationSet("a photo of a cat to the left of a dog",
+                       (TokenRelation("cat", "left", "dog", (4,), (10,)),))  # T5 positions of cat / dog
+    with torch.inference_mode():
+        model = dit_fixtures.flux(wide=True) if family == "flux" else dit_fixtures.sd3_wide()
+        pos, neg = dit_fixtures.conds("flux" if family == "flux" else "sd3")
+        latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
+        if variant == "guided":
+            model = PoSGuidance.execute(model, rels, 20.0, 0.5, -1.0, True, "auto").result[0]
+        nodes.common_ksampler(model, 0, 2, cfg, "euler", "simple", pos, neg, latent)  # warm-up
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        nodes.common_ksampler(model, 0, steps, cfg, "euler", "simple", pos, neg, latent)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    params = sum(p.numel() for p in model.model.diffusion_model.parameters())
+    return {"variant": variant, "seconds": seconds, "peak_bytes": peak, "device": "cuda" if cuda else "cpu",
+            "unet_params": params}
+
+
+def map_cost(heads: int = 24, n_img: int = 4096, n_txt: int = 256, d: int = 128, blocks: int = 5) -> None:
+    """Time and memory of the image-to-text maps (forward + backward) of `blocks` joint attentions at
+    FLUX.1's 1024 px shape: softmax over the text keys against softmax over the whole joint row."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from pos_core.attention import joint_token_maps
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator(device=dev).manual_seed(0)
+    length = n_txt + n_img
+    for softmax in ("text", "joint"):
+        qs = [torch.randn(1, heads, length, d, device=dev, generator=g, requires_grad=True) for _ in range(blocks)]
+        ks = [torch.randn(1, heads, length, d, device=dev, generator=g) for _ in range(blocks)]
+        if dev == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        t = time.perf_counter()
+        maps = torch.stack([joint_token_maps(q, k, (0, n_txt), (n_txt, length), [(4,), (10,)], 64, 64, softmax)
+                            for q, k in zip(qs, ks)]).mean(dim=0)
+        maps.sum().backward()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+        extra = (torch.cuda.max_memory_allocated() - base) / 2**30 if dev == "cuda" else float("nan")
+        print(f"  maps softmax={softmax:5s} {blocks} blocks x {heads} heads, {n_img} image x {n_txt} text tokens "
+              f"on {dev}: {seconds:6.2f} s fwd+bwd, extra peak {extra:.2f} GiB")
 
 
 def child(variant: str, steps: int, size: int, small: bool) -> dict:
@@ -66,23 +142,39 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--small", action="store_true", help="the small test UNet instead of the full-size one")
+    ap.add_argument("--family", choices=["sd15", "flux", "sd3"], default="sd15",
+                    help="sd15: full-size SD1.5 UNet; flux / sd3: real-width reduced-depth Flux.1 / SD3.5-medium")
+    ap.add_argument("--map-cost", action="store_true",
+                    help="only time the DiT map computation (text-key vs joint-row softmax) at FLUX.1's 1024 px shape")
     ap.add_argument("--child", choices=["plain", "guided"], help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.map_cost:
+        map_cost()
+        return
     if "COMFYUI_PATH" not in os.environ:
         sys.exit("set COMFYUI_PATH to a ComfyUI checkout")
     if a.child:
-        print(json.dumps(child(a.child, a.steps, a.size, a.small)))
+        result = (child(a.child, a.steps, a.size, a.small) if a.family == "sd15"
+                  else child_dit(a.family, a.child, a.steps, a.size))
+        print(json.dumps(result))
         return
     res = {}
     for variant in ("plain", "guided"):
-        cmd = [sys.executable, __file__, "--child", variant, "--steps", str(a.steps), "--size", str(a.size)]
+        cmd = [sys.executable, __file__, "--child", variant, "--steps", str(a.steps), "--size", str(a.size),
+               "--family", a.family]
         out = subprocess.run(cmd + (["--small"] if a.small else []), capture_output=True, text=True)
         if out.returncode:
             sys.exit(out.stderr[-3000:])
         res[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     p, g = res["plain"], res["guided"]
-    print(f"SD1.5-architecture random UNet ({p['unet_params'] / 1e6:.0f}M params), {a.size} px, {a.steps} steps "
-          f"({a.steps // 2} guided), euler, cfg 7.5, on {p['device']}")
+    if a.family != "sd15":
+        name = ("Flux.1 (hidden 3072, 2 double + 4 single blocks), cfg 1" if a.family == "flux"
+                else "SD3.5-medium width (hidden 1536, 4 joint blocks), cfg 4.5")
+        print(f"random {name}, {p['unet_params'] / 1e6:.0f}M params, {a.size} px, {a.steps} steps "
+              f"({a.steps // 2} guided), euler, on {p['device']}")
+    else:
+        print(f"SD1.5-architecture random UNet ({p['unet_params'] / 1e6:.0f}M params), {a.size} px, {a.steps} steps "
+              f"({a.steps // 2} guided), euler, cfg 7.5, on {p['device']}")
     for r in (p, g):
         print(f"  {r['variant']:7s} {r['seconds']:8.2f} s   peak {r['peak_bytes'] / 2**30:6.2f} GiB")
     print(f"  time ratio   guided / plain = {g['seconds'] / p['seconds']:.2f}  (target <= 1.5)")

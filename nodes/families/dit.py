@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ...pos_core import attention
-from .base import cond_rows
+from .base import StopForward, cond_rows
 
 BLOCKS_HELP = ('"auto" (per family), "all", or a list such as "11,12,14,17,18" (Flux double / SD3 joint blocks; '
                '"s3" = Flux single block 3)')
@@ -58,6 +58,18 @@ def record(run, q: torch.Tensor, k: torch.Tensor, txt_len: int, rows=slice(None)
     gh, gw = run.grid
     run.layer_maps.append(attention.joint_token_maps(q[rows], k[rows], (0, txt_len), (txt_len, txt_len + gh * gw),
                                                      run.groups, gh, gw, run.settings.softmax))
+
+
+def grad_capture(run, txt_len: int, last: bool):
+    """Map capture of the gradient pass: record, and after the last chosen block's maps stop the pass
+    (the rest of that block, its attention output and MLPs, does not reach the loss)."""
+
+    def capture(q: torch.Tensor, k: torch.Tensor) -> None:
+        record(run, q, k, txt_len)
+        if last:
+            raise StopForward
+
+    return capture
 
 
 def capture_override(run, txt_len: int, previous):

@@ -3,7 +3,7 @@
 Text is first in the joint sequence (T5 tokens only). Unguided steps run the stock blocks and record maps
 through an attention override; the gradient pass runs out-of-place copies of the stock block code (the
 stock blocks add to `txt` / `x` in place, which autograd cannot differentiate) up to the last chosen
-block and stops there.
+block and stops right after that block's maps.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from comfy.ldm.flux.layers import DoubleStreamBlock, SingleStreamBlock, apply_mo
 from comfy.ldm.flux.model import Flux
 
 from .base import Family, StopForward
-from .dit import parse_blocks, record, scaled, sdpa, with_capture
+from .dit import grad_capture, parse_blocks, scaled, sdpa, with_capture
 
 # Exploring MM-DiT (ICCV 2025): the five double blocks of FLUX.1-dev with the best text-image maps
 PUBLISHED_BLOCKS, PUBLISHED_DEPTH = [11, 12, 14, 17, 18], 19
@@ -114,7 +114,7 @@ class FluxFamily(Family):
             if kind == "double_block":
                 run.txt_len = args["txt"].shape[1]
             if run.active and run.guiding:
-                cap = (lambda q, k: record(run, q, k, run.txt_len)) if chosen else None
+                cap = grad_capture(run, run.txt_len, last) if chosen else None
                 if kind == "double_block":
                     img, txt = double_forward(block, args["img"], args["txt"], args["vec"], args["pe"],
                                               args.get("attn_mask"), cap)

@@ -12,7 +12,7 @@ import torch
 from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
 from .base import Family, StopForward
-from .dit import heads_view, parse_blocks, record, scaled, sdpa, with_capture
+from .dit import grad_capture, heads_view, parse_blocks, scaled, sdpa, with_capture
 
 # Exploring MM-DiT (ICCV 2025): the five blocks with the best text-image maps, per published model
 PUBLISHED = {"sd3-medium": ([4, 5, 7, 8, 9], 24), "sd3.5-medium": ([5, 7, 8, 9, 10], 24),
@@ -91,7 +91,7 @@ class SD3Family(Family):
         def patch(args, extra):
             txt_len = args["txt"].shape[1]
             if run.active and run.guiding:
-                cap = (lambda q, k: record(run, q, k, txt_len)) if chosen else None
+                cap = grad_capture(run, txt_len, last) if chosen else None
                 txt, img = mix_forward(block, args["txt"], args["img"], args["vec"], cap)
                 if last:
                     raise StopForward
