@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import scenes
 from .comfy_client import PACK_ROOT, ComfyError, ComfyServer, api_to_ui, free_port
 from .relations import AXIS_2D, parse
 
@@ -34,7 +33,8 @@ BUILTIN = "built-in testbed model"
 # the testbed's sampling (benchmarks/effect.py): 128 px, 20 euler steps, cfg 5, empty negative
 BUILTIN_OVERRIDES = {"width": 128, "height": 128, "steps": 20, "cfg": 5.0, "negative": ""}
 CHECKPOINT_EXTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft")
-SAVE, DETECTOR, SCORE, REPORT = "pos_bench_save", "pos_demo_detector", "pos_demo_score", "pos_demo_report"
+# ids of the nodes the demo adds (numbers: the front end's workflow format needs them)
+SAVE, DETECTOR, SCORE, REPORT = "90", "91", "92", "93"
 # prompts for a user's checkpoint (2D: depth needs a Depth Anything model the demo does not assume)
 CHECKPOINT_PROMPTS = [
     "a photo of a cat to the left of a dog", "a photo of a dog to the right of a car",
@@ -53,6 +53,8 @@ class DemoError(RuntimeError):
 
 def builtin_prompts(n: int = 16) -> list[str]:
     """n testbed prompts on held-out object pairs, every relation and phrasing in turn."""
+    from . import scenes  # torch: imported only when the demo runs, so `parse` stays torch-free
+
     _, held = scenes.pair_split(0)
     out = []
     for i in range(n):  # each (pair, relation) once; the relation turns by one on every pass over the pairs
@@ -196,7 +198,7 @@ def way_graph(way: str, bases: dict, object_info: dict, prompt: str, seed: int, 
               detector: tuple[str, str], overrides: dict, prefix: str) -> dict:
     """The API graph of one image: the shipped workflow's generation (bench `prepare`), then PoS Detector
     Loader, PoS Score on the saved image and Preview Any showing the score's JSON report."""
-    from .bench.workflow import prepare
+    from .bench.workflow import SAVE_NODE, prepare
 
     ov = dict(overrides)
     if way == "seed_search":
@@ -208,6 +210,7 @@ def way_graph(way: str, bases: dict, object_info: dict, prompt: str, seed: int, 
             ov["CLIPTextEncode.text"] = overrides["negative"]
     g = prepare(bases["seed_search" if way == "seed_search" else "psg"], prompt, seed, checkpoint,
                 {**ov, "guided": way == "guidance"}, prefix=prefix)
+    g[SAVE] = g.pop(SAVE_NODE)
     for nid, node in g.items():
         if node["class_type"] == "PoSGuidance":
             _defaults(node, object_info["PoSGuidance"])
@@ -470,17 +473,18 @@ def add_parser(sub) -> None:
     """The `demo` subcommand of `python -m pos_core`."""
     p = sub.add_parser("demo", help="relation prompts made three ways (unguided, PoS Guidance, PoS Seed Search) "
                                     "in a ComfyUI server, scored by PoS Score: grid, table and chart")
-    p.add_argument("--out", default="pos_demo", help="output folder (default: pos_demo)")
+    env = os.environ.get  # POS_DEMO_*: defaults a test (or a script) sets around the command as written
+    p.add_argument("--out", default=env("POS_DEMO_OUT", "pos_demo"), help="output folder (default: pos_demo)")
     p.add_argument("--checkpoint", help="a checkpoint file in ComfyUI's models/checkpoints (default: the built-in "
                                         "testbed model, trained on first use)")
     p.add_argument("--prompts", help="text file of prompts, one a line (default: the built-in set of 16)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per prompt (default: 2)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    p.add_argument("--seeds", type=int, default=int(env("POS_DEMO_SEEDS", 2)), help="seeds per prompt (default: 2)")
+    p.add_argument("--limit", type=int, default=int(env("POS_DEMO_LIMIT", 0)), help="use only the first N prompts")
     p.add_argument("--detector", help="PoS Detector Loader's detector for --checkpoint (default: the shipped "
                                       "workflow's)")
     p.add_argument("--port", type=int, default=0, help="loopback port for the server (default: a free one; a busy "
                                                        "one is replaced by a free one)")
-    p.add_argument("--train-steps", type=int, default=0, help="training steps of the built-in model (default: "
+    p.add_argument("--train-steps", type=int, default=int(env("POS_DEMO_TRAIN_STEPS", 0)), help="training steps of the built-in model (default: "
                                                              "the testbed's)")
     p.add_argument("--comfyui-path", action="store_true", help="only find (or clone) ComfyUI and print its path")
     p.set_defaults(func=command)

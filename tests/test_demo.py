@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pos_core import demo, scenes
-from pos_core.comfy_client import is_ui_format, ui_to_api
+from pos_core.comfy_client import api_to_ui, is_ui_format, ui_to_api
 from pos_core.relations import parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +137,7 @@ def object_info() -> dict:
                                "scheduler": (["normal"], {}), "batch_size": ("INT", {"default": 0})},
                               {"vae": ("VAE", {}), "detector": ("POS_DETECTOR", {}), "depth_model": ("POS_DEPTH", {})},
                               out=("LATENT",)),
+        "PreviewAny": node({"source": ("*", {})}),
         "VAEDecode": node({"samples": ("LATENT", {}), "vae": ("VAE", {})}, out=("IMAGE",)),
         "SaveImage": node({"images": ("IMAGE", {}), "filename_prefix": s}),
         "PoSAttentionMaps": node({"run": ("POS_RUN", {}), "relation_index": i, "step": i}, out=("IMAGE",)),
@@ -190,6 +191,10 @@ def test_graph_of_one_image(way):
     assert g[demo.DETECTOR]["inputs"]["detector"] == "pos-testbed-colors"
     assert g[demo.REPORT]["inputs"]["source"] == [demo.SCORE, 2]
     assert g[demo.SAVE]["inputs"]["filename_prefix"] == f"pos_demo/{way}"
+    # the graph converts to the front end's format (embedded in the PNG), every node and link kept
+    ui = api_to_ui(g, info)
+    assert len(ui["nodes"]) == len(g) and len(ui["links"]) == sum(
+        isinstance(x, list) for v in g.values() for x in v["inputs"].values())
     # every link points at a node of the graph
     for v in g.values():
         for x in v["inputs"].values():
