@@ -80,6 +80,17 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
+def check_builtin_prompts(prompts: list[str]) -> None:
+    """The built-in model draws (and its colour key finds) its own classes only: say so for other nouns."""
+    from . import scenes
+
+    for p in prompts:
+        unknown = [n for r in parse(p) for n in (r.subject, r.object) if n not in scenes.CLASSES]
+        if unknown:
+            raise DemoError(f"--prompts: {p!r} names {unknown}, which the built-in model does not know; use "
+                            f"{', '.join(scenes.CLASSES)} (or --checkpoint)")
+
+
 def checkpoint_files(folder: Path) -> list[str]:
     """Checkpoint names in a folder (subfolders as ComfyUI lists them)."""
     if not folder.is_dir():
@@ -365,9 +376,10 @@ def run(args: argparse.Namespace) -> int:
         overrides: dict = {}
         what = f"checkpoint {ckpt}"
     else:
+        prompts = read_prompts(args.prompts) if args.prompts else builtin_prompts()
+        check_builtin_prompts(prompts)
         path = train_builtin(comfy, args.train_steps)
         ckpt_dir, ckpt = path.parent, path.name
-        prompts = read_prompts(args.prompts) if args.prompts else builtin_prompts()
         overrides = dict(BUILTIN_OVERRIDES)
         what = f"{BUILTIN} ({ckpt})"
     if args.limit:
@@ -386,7 +398,7 @@ def run(args: argparse.Namespace) -> int:
             if (out / r["image"]).is_file():
                 done[r["key"]] = r
     total = len(prompts) * len(seeds) * len(WAYS)
-    print(f"demo: {len(prompts)} prompts x {len(seeds)} seeds x {len(WAYS)} ways = {total} images on {what}",
+    print(f"demo: {len(prompts)} prompts x {len(seeds)} seed(s) x {len(WAYS)} ways = {total} images on {what}",
           file=sys.stderr)
     scratch = Path(tempfile.mkdtemp(prefix="pos_demo_server_"))
     server = None

@@ -290,3 +290,9 @@ def test_demo_script_shares_the_test_commands_venv():
     assert 'exec "$py" -m pos_core demo "$@"' in script
     r = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_builtin_model_knows_its_classes_only():
+    demo.check_builtin_prompts(demo.builtin_prompts())
+    with pytest.raises(demo.DemoError, match=r"names \['horse'\].*use cat, dog"):
+        demo.check_builtin_prompts(["a cat above a dog", "a horse to the left of a cat"])
