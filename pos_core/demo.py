@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
                         key = graph_key(g)
                         if key in done:
                             records.append(done[key])
-                            bar.step(f"{way}: {prompt} (cached)")
+                            bar.step(f"(cached) {way}: {prompt}")
                             continue
                         t = time.time()
                         outputs = server.run(g, extra_data={"extra_pnginfo": {"workflow": api_to_ui(g, info)}})
