@@ -16,7 +16,10 @@ from .relations import AXIS_2D, DEPTH, canonical_relation
 
 DEPTH_BINS = 128
 ACCURACY_THRESHOLD = 0.01
-_CHUNK_BYTES = 4 << 20  # validated masks are reduced in slices of this size, so the sum reads cache
+_SLICE_BYTES = 1 << 20  # validated CPU masks are summed and checked by slices of this size (L2-resident)
+# same-width integer views: a float whose sign bit is set (negative, -0.0, negative NaN) views as < 0
+_SIGN_VIEWS = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16,
+               torch.bfloat16: torch.int16}
 
 
 @dataclass
@@ -69,28 +72,46 @@ def as_masks(masks, name: str = "mask", ndim: int = 2) -> torch.Tensor:
 def axis_marginal(masks: torch.Tensor, axis: str, name: str = "masks", validate: bool = True) -> torch.Tensor:
     """Unnormalised marginal of [N, H, W] masks on one axis: x -> [N, W], y -> [N, H].
 
-    Only the relation's axis is reduced, so the masks are read once. With `validate` every pixel
-    is checked to be >= 0 in the same slice-by-slice pass (slices stay in cache for the sum);
-    NaN and infinity always surface through the sums.
+    Only the relation's axis is reduced, so the masks are read once. With `validate` every pixel is
+    checked to be >= 0 in the same pass: on the CPU each cache-sized slice is summed, then the min of
+    its bits as integers (a set sign bit reads as negative) is taken while the slice is still in cache.
+    Only when a sign bit is set does the exact check run (it lets -0.0 pass and names NaN); NaN and
+    infinity always surface through the sums.
     """
-    n = masks.shape[0]
-    per = max(1, _CHUNK_BYTES // max(1, masks[0].numel() * masks.element_size()))
-    if not validate or n == 0:
+    bits = _SIGN_VIEWS.get(masks.dtype)
+    if not validate or masks.numel() == 0:
         out = _reduce(masks, axis)
-    elif masks.device.type != "cpu" or n <= per:
+    elif bits is None or masks.device.type != "cpu" or not masks.is_contiguous():
         _check_range(masks.amin().reshape(1), name)
         out = _reduce(masks, axis)
     else:
-        out = torch.empty((n, masks.shape[2] if axis == "x" else masks.shape[1]), dtype=masks.dtype)
-        lows = torch.empty((n + per - 1) // per, dtype=masks.dtype)
-        for k, i in enumerate(range(0, n, per)):
-            chunk = masks[i:i + per]
-            lows[k] = chunk.amin()
-            out[i:i + per] = _reduce(chunk, axis)
-        _check_range(lows, name)
+        out, signed = _reduce_checked(masks, axis, bits)
+        if signed:
+            _check_range(masks.amin().reshape(1), name)
     if out.numel() and not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} contains NaN or infinite values; masks must be finite")
     return out
+
+
+def _reduce_checked(masks: torch.Tensor, axis: str, bits: torch.dtype) -> tuple[torch.Tensor, bool]:
+    """`_reduce` of contiguous CPU masks, and whether any value has its sign bit set, slice by slice:
+    an integer min runs at about twice the speed of a float min and reads the slice from cache."""
+    n, h, w = masks.shape
+    per = max(1, _SLICE_BYTES // (h * w * masks.element_size()))
+    signs = masks.view(bits)
+    lows = torch.empty((n + per - 1) // per, dtype=bits)
+    if axis == "x" and masks.dtype in (torch.float32, torch.float64):
+        out = torch.empty((n, 1, w), dtype=masks.dtype)
+        ones = torch.ones(1, 1, h, dtype=masks.dtype).expand(per, 1, h)
+        for k, i in enumerate(range(0, n, per)):
+            torch.bmm(ones[:min(per, n - i)], masks[i:i + per], out=out[i:i + per])
+            torch.amin(signs[i:i + per], out=lows[k])
+        return out.squeeze(1), bool(lows.amin() < 0)
+    out = torch.empty((n, w if axis == "x" else h), dtype=masks.dtype)
+    for k, i in enumerate(range(0, n, per)):
+        torch.sum(masks[i:i + per], dim=-2 if axis == "x" else -1, out=out[i:i + per])
+        torch.amin(signs[i:i + per], out=lows[k])
+    return out, bool(lows.amin() < 0)
 
 
 def _reduce(masks: torch.Tensor, axis: str) -> torch.Tensor:

@@ -155,3 +155,51 @@ def test_depth_bad_input():
         pse_depth(np.ones((4, 4)), np.ones((4, 4)), np.ones((4, 4)), "left")
     with pytest.raises(ValueError, match="depth"):
         pse_depth(np.ones((4, 4)), np.ones((4, 4)), np.ones((5, 4)), "front")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_batched_check_catches_a_negative_pixel_in_any_slice(monkeypatch, dtype):
+    """The default >= 0 check rides the slice-by-slice sum (sign bits, then the exact check): a negative
+    pixel in any slice (slices of 3 masks here: 0-2, 3-5, 6-8, 9), any mask of it, at either end, in
+    either input, for either axis is refused; -0.0 passes and NaN keeps its message."""
+    import pos_core.pse as pse_mod
+
+    monkeypatch.setattr(pse_mod, "_SLICE_BYTES", 3 * 8 * 8 * torch.finfo(dtype).bits // 8)
+    a = torch.zeros(10, 8, 8, dtype=dtype)
+    a[:, 2:5, 1:3] = 1
+    b = torch.zeros(10, 8, 8, dtype=dtype)
+    b[:, 2:5, 5:7] = 1
+    for which in ("a", "b"):
+        for n in range(10):
+            for pixel in ((0, 0), (7, 7)):
+                for relation in ("left", "above"):
+                    bad_a, bad_b = a.clone(), b.clone()
+                    (bad_a if which == "a" else bad_b)[(n, *pixel)] = -0.5
+                    with pytest.raises(ValueError, match=f"masks_{which} has negative values"):
+                        pse_batch(bad_a, bad_b, relation)
+    signed_zero = a.clone()
+    signed_zero[a == 0] = -0.0
+    assert torch.equal(pse_batch(signed_zero, b, "left").scores, pse_batch(a, b, "left").scores)
+    for nan in (float("nan"), -float("nan")):
+        bad = a.clone()
+        bad[6, 0, 0] = nan
+        with pytest.raises(ValueError, match="NaN"):
+            pse_batch(bad, b, "left")
+    assert pse_batch(a, b, "left", validate=False).scores.tolist() == [1.0] * 10
+
+
+def test_batched_check_on_real_size_and_strided_masks():
+    """512 x 512 masks (one a slice): one slightly negative pixel in mask 7 of 9, and masks given as a
+    transposed view (not contiguous: the exact check runs)."""
+    a = torch.zeros(9, 512, 512)
+    a[:, 100:200, 10:100] = 1
+    b = torch.zeros(9, 512, 512)
+    b[:, 100:200, 300:400] = 1
+    assert pse_batch(a, b, "left").scores.tolist() == [1.0] * 9
+    bad = a.clone()
+    bad[7, 511, 511] = -1e-6
+    with pytest.raises(ValueError, match="masks_a has negative values"):
+        pse_batch(bad, b, "left")
+    with pytest.raises(ValueError, match="masks_a has negative values"):
+        pse_batch(bad.transpose(1, 2), b.transpose(1, 2), "above")
+    assert pse_batch(a.transpose(1, 2), b.transpose(1, 2), "above").scores.tolist() == [1.0] * 9
