@@ -2,7 +2,7 @@
 unguided and PSG) with 1 and with 2 generation workers on a local Ray, each worker with its own
 ComfyUI server on the random-weight test checkpoint, scored with tiny random OWLv2 + SAM.
 
-    COMFYUI_PATH=... python benchmarks/bench_throughput.py [--workers 1 2] [--size 64] [--steps 2]
+    COMFYUI_PATH=... python benchmarks/bench_throughput.py [--workers 1 2] [--prompts 40] [--threads 1]
 
 Prints units per minute over the whole run (server start included) and in steady state (first image
 to last row), with the machine's load average (other processes share the cores).
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="CPU threads per server (default: cores / workers)")
     args = ap.parse_args()
     comfyui = os.environ.get("COMFYUI_PATH")
     if not comfyui:
@@ -65,7 +66,7 @@ def main() -> None:
     (work / "configs.yaml").write_text(CONFIGS.format(ckpt=ckpt.name, steps=args.steps, size=args.size))
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     print(f"{args.prompts} SR2D prompts x {args.seeds} seeds x 2 configs, {args.size} px, {args.steps} steps, "
-          f"{os.cpu_count()} CPU cores, threads per server = cores / workers")
+          f"{os.cpu_count()} CPU cores, threads per server: {args.threads or 'cores / workers'}")
     print("| workers | units | wall (min) | units/min (all) | units/min (steady) | load average (start, end) |")
     print("|---|---|---|---|---|---|")
     try:
@@ -82,7 +83,7 @@ def main() -> None:
 
             opts = Options(prompts="sr2d", limit=args.prompts, seeds=args.seeds, configs=str(work / "configs.yaml"),
                            out=str(work / f"out{n}"), workers=n, comfyui=comfyui, checkpoints=str(ckpt.parent),
-                           models_dir=[str(detect_fixtures.CACHE)], shard_size=16)
+                           models_dir=[str(detect_fixtures.CACHE)], shard_size=16, threads=args.threads)
             load0 = os.getloadavg()[0]
             t0 = time.time()
             res = run(opts, on_event=on_event, log=lambda m: None)
