@@ -180,7 +180,7 @@ def readme_demo_command() -> str | None:
     for block in re.findall(r"```[a-z]*\n(.*?)```", m.group(1), re.S):
         for line in block.splitlines():
             if "demo.sh" in line:
-                return line.strip()
+                return line.strip().removeprefix("$ ")
     return None
 
 
