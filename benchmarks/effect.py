@@ -59,7 +59,7 @@ def config_from(args):
     import testbed
 
     return testbed.Config(encoder=args.encoder, steps=args.steps, relation_noise=args.relation_noise,
-                          seed=args.seed)
+                          seed=args.seed, init=getattr(args, "init", ""))
 
 
 def cmd_train(args) -> int:
@@ -135,8 +135,9 @@ class Bench:
     def run(self, way: str, prompt: str, seed: int):
         """The final LATENT [4, h, w] of one way, and the attention run state where there is one."""
         cond, rels = self.encode(prompt)
-        if way == "unguided":
-            return self.sample(self.model, cond, seed), None
+        if way == "unguided":  # scale 0 only records attention (bit-identical images, a host test checks it)
+            model, run = self.guided(rels, 0.0)
+            return self.sample(model, cond, seed), run
         if way.startswith("psg@"):
             model, run = self.guided(rels, float(way[4:]))
             return self.sample(model, cond, seed), run
@@ -271,9 +272,29 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_table(args) -> int:
+    """One table from several eval runs' results.json (ways run in separate processes, same cases)."""
+    reports = [json.loads(Path(d, "results.json").read_text()) for d in args.dirs]
+    merged = dict(reports[0], ways={})
+    for r in reports:
+        if (r["cases"], r["checkpoint"], r["held_out"]) != (merged["cases"], merged["checkpoint"], merged["held_out"]):
+            sys.exit("effect.py table: the runs used different checkpoints or cases")
+        merged["ways"].update(r["ways"])
+    table = markdown(merged)
+    print(table)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        Path(args.out, "results.json").write_text(json.dumps(merged, indent=1))
+        Path(args.out, "table.md").write_text(table + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table", help="merge eval runs (results.json folders) into one table")
+    t.add_argument("dirs", nargs="+")
+    t.add_argument("--out", default="")
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("--encoder", choices=("isolated", "mixing"), default="isolated",
@@ -284,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         if name == "train":
             p.add_argument("--snapshots", default="", help="comma-separated steps to also save checkpoints at")
+            p.add_argument("--init", default="", help="continue training from this testbed checkpoint")
         if name == "eval":
             p.add_argument("--n", type=int, default=200, help="held-out (prompt, seed) cases")
             p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse")
@@ -291,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
     args = ap.parse_args(argv)
+    if args.cmd == "table":
+        return cmd_table(args)
     setup()
     return cmd_train(args) if args.cmd == "train" else cmd_eval(args)
 

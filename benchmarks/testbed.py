@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))  # after ComfyUI: its `nodes` module must win over this pack's nodes/ folder
 
 from pos_core.scenes import (  # noqa: E402  (the scenes are pure torch and live in pos_core)
     AMPLITUDE, CLASSES, LATENT, PATCH, RELATIONS, SCALE_FACTOR, TEMPLATES, class_vectors, colors, eval_cases,
@@ -55,9 +55,11 @@ class Config:
     dropout: float = 0.1  # empty-prompt fraction, for classifier-free guidance
     channels: int = 64
     seed: int = 0
+    init: str = ""  # continue from this testbed checkpoint's UNet (its file name enters the cache key)
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": VERSION}, sort_keys=True)
+        fields = {**asdict(self), "init": Path(self.init).name if self.init else "", "version": VERSION}
+        blob = json.dumps(fields, sort_keys=True)
         return f"pos_testbed_{self.encoder}_{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
 
@@ -248,6 +250,12 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
     unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
                      operations=comfy.ops.disable_weight_init)
     _init(unet, gen)
+    if cfg.init:
+        from safetensors.torch import load_file
+
+        prefix = "model.diffusion_model."
+        start_sd = {k[len(prefix):]: v for k, v in load_file(cfg.init).items() if k.startswith(prefix)}
+        unet.load_state_dict(start_sd)
     # contexts of every training caption (and the empty prompt) through ComfyUI's own CLIP, once
     draft = path.with_name(path.stem + ".draft.safetensors")
     save_checkpoint(draft, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION})
