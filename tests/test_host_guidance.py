@@ -221,12 +221,11 @@ def test_models_without_unet_cross_attention_are_refused(host):
     import comfy.model_patcher
     import comfy.supported_models
 
-    cfg = {"in_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": 2,
-           "pos_embed_max_size": 16, "num_patches": 256, "adm_in_channels": 32, "out_channels": 16,
-           "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}},
-           "x_block_self_attn_layers": [], "qk_norm": None}
-    sd3 = comfy.supported_models.SD3(cfg).get_model({}, device="cpu")
-    patcher = comfy.model_patcher.ModelPatcher(sd3, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    # SD3 and Flux are guided since issue 9 (tests/test_host_dit.py); AuraFlow stands for the other DiTs
+    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=64, n_layers=2, n_double_layers=1, n_heads=2,
+               global_conddim=64, cond_seq_dim=2048, max_seq=256)
+    aura = comfy.supported_models.AuraFlow(cfg).get_model({}, device="cpu")
+    patcher = comfy.model_patcher.ModelPatcher(aura, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     _, rels = encode(host, "a cat to the left of a dog")
     with pytest.raises(ValueError, match="SD1.x, SD2.x, SDXL"):
         guide(host, rels, model=patcher)
