@@ -200,6 +200,8 @@ def cmd_eval(args) -> int:
         cmd_train(args)
     bench = Bench(ckpt)
     cases = testbed.eval_cases(args.n, held_out=not args.seen)
+    k, parts = (int(v) for v in args.part.split("/"))
+    cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
     ways = args.ways.split(",")
     results: dict[str, dict] = {}
     total = len(ways) * len(cases)
@@ -218,7 +220,11 @@ def cmd_eval(args) -> int:
             done += 1
             bar(done, total, start, f"{way:>16}")
         results[way] = summarize(rows, secs, aligns)
-    report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": len(cases),
+        results[way]["raw"] = {"rows": [{k2: r[k2] for k2 in ("correct", "drawn", "pse", "missing_subject",
+                                                              "missing_object", "visor", "geneval", "t2i_compbench",
+                                                              "relation")
+                                         if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
+    report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
               "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
     table = markdown(report)
     print(table)
@@ -274,12 +280,20 @@ def markdown(report: dict) -> str:
 
 def cmd_table(args) -> int:
     """One table from several eval runs' results.json (ways run in separate processes, same cases)."""
+    sys.path.insert(0, str(ROOT))
     reports = [json.loads(Path(d, "results.json").read_text()) for d in args.dirs]
     merged = dict(reports[0], ways={})
+    raw: dict[str, dict] = {}
     for r in reports:
         if (r["cases"], r["checkpoint"], r["held_out"]) != (merged["cases"], merged["checkpoint"], merged["held_out"]):
             sys.exit("effect.py table: the runs used different checkpoints or cases")
-        merged["ways"].update(r["ways"])
+        for way, res in r["ways"].items():  # parts of one way are pooled, then summarised again
+            acc = raw.setdefault(way, {"rows": [], "secs": [], "aligns": []})
+            for key in acc:
+                acc[key] += res["raw"][key]
+    for way, acc in raw.items():
+        merged["ways"][way] = {**summarize(acc["rows"], acc["secs"], acc["aligns"]), "raw": acc}
+    merged["cases"] = len(next(iter(raw.values()))["rows"])
     table = markdown(merged)
     print(table)
     if args.out:
@@ -310,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--n", type=int, default=200, help="held-out (prompt, seed) cases")
             p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse")
             p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
+            p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
     args = ap.parse_args(argv)
