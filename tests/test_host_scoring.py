@@ -159,8 +159,10 @@ def test_search_on_a_guided_model_finishes_as_a_guided_ksampler(host, mods):
     latent, best, _, _ = search(host, mods, rels, cond, model=guided, batch_size=2)
     again = sample(host, guided, cond, seed=best, steps=6, cfg=5.0)
     plain = sample(host, host.model, cond, seed=best, steps=6, cfg=5.0)
-    assert not torch.allclose(again, plain, atol=1e-3), "the guidance moved the latent"
-    assert torch.allclose(latent["samples"], again, atol=1e-4), float((latent["samples"] - again).abs().max())
+    # batched search steps and backward passes differ from a single run in float32 rounding only
+    # (seen: 1.1e-3 on latents of magnitude ~200): far below what the guidance moves
+    err, moved = float((latent["samples"] - again).abs().max()), float((again - plain).abs().max())
+    assert err <= 2e-5 * float(again.abs().max()) and err < moved / 10, (err, moved)
 
 
 def test_pse_search_and_errors(host, mods, tiny_models):
