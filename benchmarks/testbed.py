@@ -256,17 +256,27 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
         prefix = "model.diffusion_model."
         start_sd = {k[len(prefix):]: v for k, v in load_file(cfg.init).items() if k.startswith(prefix)}
         unet.load_state_dict(start_sd)
-    # contexts of every training caption (and the empty prompt) through ComfyUI's own CLIP, once
-    draft = path.with_name(path.stem + ".draft.safetensors")
-    save_checkpoint(draft, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION})
-    _, clip, _ = load(draft)
+    # contexts of every training caption (and the empty prompt) through ComfyUI's own CLIP, once per
+    # text encoder: cached beside the checkpoints, since encoding is most of a short training's time
     caps = training_prompts(cfg.seed)
-    with torch.inference_mode():
-        ctx = encode(clip, [c[0] for c in caps] + [""]).clone()
-    ctx = ctx.clone()  # a normal tensor, usable in training
+    texts = [c[0] for c in caps] + [""]
+    tag = hashlib.sha1(json.dumps([cfg.encoder, cfg.seed, VERSION, texts]).encode()).hexdigest()[:12]
+    ctx_file = cache / f"contexts_{cfg.encoder}_{tag}.pt"
+    if ctx_file.exists():
+        ctx = torch.load(ctx_file)
+    else:
+        draft = path.with_name(path.stem + ".draft.safetensors")
+        save_checkpoint(draft, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION})
+        _, clip, _ = load(draft)
+        with torch.inference_mode():
+            ctx = encode(clip, texts)
+        ctx = ctx.clone()  # a normal tensor, usable in training
+        del clip
+        draft.unlink(missing_ok=True)
+        tmp = ctx_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save(ctx, tmp)
+        tmp.replace(ctx_file)
     empty = ctx[-1]
-    del clip
-    draft.unlink(missing_ok=True)
     abar = sd1_alphas_cumprod()
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
