@@ -17,7 +17,10 @@ def cond_rows(flags, batch: int) -> torch.Tensor | slice:
     per = batch // len(flags)
     if all(f == 0 for f in flags):
         return slice(None)
-    return torch.cat([torch.arange(i * per, (i + 1) * per) for i, f in enumerate(flags) if f == 0])
+    # a call may hold the negative prompt alone (ComfyUI splits cond and uncond when memory is short):
+    # then no row is recorded for it
+    parts = [torch.arange(i * per, (i + 1) * per) for i, f in enumerate(flags) if f == 0]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
 def _alias(p: torch.Tensor) -> torch.Tensor:
