@@ -224,8 +224,11 @@ def cmd_eval(args) -> int:
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
                                                               "relation")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
-    report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
-              "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
+        report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
+                  "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
+        if args.out:  # after every way, so a long run keeps what it finished
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            Path(args.out, "results.json").write_text(json.dumps(report, indent=1))
     table = markdown(report)
     print(table)
     if args.out:
