@@ -14,7 +14,7 @@ import pytest
 
 import comfy_host
 from test_host_sr4g import BROWSER_SHRINK_JS, install_coco
-from test_host_workflows import WORKFLOWS
+from test_host_workflows import LOAD_ONLY, WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("POS_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -113,6 +113,8 @@ def test_workflow_loads_without_missing_nodes_and_runs(browser_page, path):
         page.wait_for_timeout(500)
     assert page.get_by_text("missing", exact=False).count() == 0, "no missing-node warning"
     assert page.evaluate("app.graph._nodes.length") == len(workflow["nodes"])
+    if path.stem in LOAD_ONLY:
+        pytest.skip(f"{path.stem} loads with no missing node; running it needs the real Flux / SD3.5 files")
     page.evaluate(SHRINK, comfy_host.FIXTURE)
     page.evaluate("app.canvas.ds.scale = 0.62; app.canvas.ds.offset = [30, 60]; app.graph.setDirtyCanvas(true, true)")
     page.wait_for_timeout(500)

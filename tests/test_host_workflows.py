@@ -16,6 +16,10 @@ from test_host_sr4g import install_coco, shrink_sr4g
 from workflow_format import ui_to_api
 
 WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+# Flux and SD3.5 workflows load stock files (Load Diffusion Model, DualCLIPLoader / TripleCLIPLoader with
+# T5-XXL) that no CPU fixture can stand in for by file name (Flux detection fixes width 3072, T5-XXL is
+# 4.7B parameters): they are converted and validated here; their guidance runs in test_host_dit.py.
+LOAD_ONLY = {"pos_psg_flux_dev", "pos_psg_sd35"}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,14 @@ def test_shipped_workflow_runs(wsrv, path):
     info = wsrv.get("/object_info")
     workflow = json.loads(path.read_text())
     prompt = shrink_sr4g(shrink(ui_to_api(workflow, info)))
+    if path.stem in LOAD_ONLY:
+        assert all(node["class_type"] in info for node in prompt.values())
+        r = wsrv.queue(prompt)  # rejected only for the model files this machine lacks
+        bad = {e["type"] for n in r.get("node_errors", {}).values() for e in n["errors"]}
+        assert "prompt_id" in r or bad <= {"value_not_in_list"}, r
+        if "prompt_id" in r:
+            wsrv.interrupt()
+        pytest.skip(f"{path.stem}: validated; needs the real Flux / SD3.5 files to run (see test_host_dit.py)")
     entry = wsrv.run(prompt)
     assert entry["status"]["status_str"] == "success"
     assert entry["outputs"], "the workflow has output nodes that produced something"
