@@ -261,16 +261,16 @@ def markdown(report: dict) -> str:
     def ci(t):
         return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
 
-    lines = [f"Testbed `{report['config']['encoder']}` encoder, {report['cases']} "
+    lines = [f"Testbed `{report['config']['encoder']}` encoder, up to {report['cases']} "
              f"{'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, {report['sampler']} "
              f"{report['steps']} steps, cfg {report['cfg']}",
              "",
-             "| way | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % "
+             "| way | cases | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % "
              "| s / image |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     for way, r in report["ways"].items():
         vc = r["visor_cond"]
-        lines.append(f"| {way} | {ci(r['relation_accuracy'])} | {ci(r['object_accuracy'])} | "
+        lines.append(f"| {way} | {r['n']} | {ci(r['relation_accuracy'])} | {ci(r['object_accuracy'])} | "
                      f"{r['mean_pse'][0]:.3f} | {'-' if vc is None else f'{vc:.1f}'} | {r['seconds_per_image']:.2f} |")
     al = [(w, r["alignment"]) for w, r in report["ways"].items() if "alignment" in r]
     if al:
@@ -288,15 +288,15 @@ def cmd_table(args) -> int:
     merged = dict(reports[0], ways={})
     raw: dict[str, dict] = {}
     for r in reports:
-        if (r["cases"], r["checkpoint"], r["held_out"]) != (merged["cases"], merged["checkpoint"], merged["held_out"]):
-            sys.exit("effect.py table: the runs used different checkpoints or cases")
+        if (r["checkpoint"], r["held_out"]) != (merged["checkpoint"], merged["held_out"]):
+            sys.exit("effect.py table: the runs used different checkpoints or case sets")
         for way, res in r["ways"].items():  # parts of one way are pooled, then summarised again
             acc = raw.setdefault(way, {"rows": [], "secs": [], "aligns": []})
             for key in acc:
                 acc[key] += res["raw"][key]
     for way, acc in raw.items():
         merged["ways"][way] = {**summarize(acc["rows"], acc["secs"], acc["aligns"]), "raw": acc}
-    merged["cases"] = len(next(iter(raw.values()))["rows"])
+    merged["cases"] = max(len(acc["rows"]) for acc in raw.values())
     table = markdown(merged)
     print(table)
     if args.out:
