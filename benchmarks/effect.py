@@ -66,9 +66,16 @@ def cmd_train(args) -> int:
     import testbed
 
     cfg = config_from(args)
-    start = time.time()
     snaps = tuple(int(v) for v in args.snapshots.split(",") if v) if getattr(args, "snapshots", "") else ()
-    rep = testbed.train(cfg, progress=lambda i, n, loss: bar(i, n, start, f"training ({loss:.4f})"), snapshots=snaps)
+    print("encoding the training captions (cached after the first time) ...", file=sys.stderr, flush=True)
+    t0: dict[str, float] = {}
+
+    def progress(i: int, n: int, loss: float) -> None:
+        # time left from the training steps alone (caption encoding before step 1 would inflate it)
+        t0.setdefault("start", time.time())
+        bar(i, n, t0["start"], f"training ({loss:.4f})")
+
+    rep = testbed.train(cfg, progress=progress, snapshots=snaps)
     print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
     return 0
 
