@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -93,7 +94,7 @@ def test_user_mistake_is_a_node_error_and_the_queue_keeps_working(srv):
 
 
 def test_cancel_stops_a_guided_run_promptly(srv):
-    graph = {**base_graph(), **SAMPLERS["KSampler"]}
+    graph = {**base_graph(), **copy.deepcopy(SAMPLERS["KSampler"])}  # the shared sampler graph stays at 4 steps
     graph["6"]["inputs"]["steps"] = 200
     graph["6"]["inputs"]["seed"] = 99
     r = srv.queue(graph)
