@@ -30,6 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # after ComfyUI: its `nodes` module must win over this pack's nodes/ folder
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))
+
+from comfy_host import _init  # noqa: E402  (the seeded explicit init of the test fixtures, reused)
 
 from pos_core.scenes import (  # noqa: E402  (the scenes are pure torch and live in pos_core)
     AMPLITUDE, CLASSES, LATENT, PATCH, RELATIONS, SCALE_FACTOR, TEMPLATES, class_vectors, colors, eval_cases,
@@ -77,18 +81,6 @@ def unet_config(channels: int = 64) -> dict:
                 channel_mult=[1, 2], num_heads=4, num_head_channels=-1, use_spatial_transformer=True,
                 transformer_depth=[0, 1], transformer_depth_output=[0, 0, 1, 1], transformer_depth_middle=1,
                 context_dim=768, legacy=False, use_linear_in_transformer=False, adm_in_channels=None)
-
-
-def _init(module: torch.nn.Module, gen: torch.Generator, std: float = 0.02) -> None:
-    """Explicit seeded weights: N(0, std) matrices and kernels, zero biases, unit norms."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:
-                p.fill_(1.0)
 
 
 def clip_state_dict(encoder: str, seed: int) -> dict[str, torch.Tensor]:
