@@ -52,7 +52,7 @@ class Config:
     """What a testbed model is trained with (its hash names the cached checkpoint)."""
 
     encoder: str = "isolated"  # "isolated": CLIP with every self_attn.out_proj zeroed; "mixing": as is
-    steps: int = 600
+    steps: int = 2400
     batch: int = 32
     lr: float = 1e-3
     relation_noise: float = 0.0  # fraction of training scenes placed at random whatever the caption says

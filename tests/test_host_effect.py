@@ -18,16 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("POS_TEST_CACHE", Path.home() / ".cache" / "pos_spatial_tests")) / "testbed"
-STEPS = int(os.environ.get("POS_EFFECT_TEST_STEPS", "300"))
+# the reduced testbed (the demo's built-in model): 1200 steps, 8-16 min on 2 CPU cores, once per test cache.
+# Measured on it (README): unguided 22.5 % relation / 75 % objects, psg@20 62.5 % on 40 held-out cases
+STEPS = int(os.environ.get("POS_EFFECT_TEST_STEPS", "1200"))
 CASES = 40
-MIN_GAIN = 0.10  # accuracy points guidance must add on the reduced model (the full one: README)
+MIN_GAIN = 0.15  # accuracy points guidance must add (issue 10's target; +40 measured, so a real margin)
 
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("POS_EFFECT_TEST") != "1",
-    reason="slow effect test (trains a reduced testbed): set POS_EFFECT_TEST=1. Not yet passing: the testbed "
-           "trained within this project's CPU budget has not learned object-aligned attention, so guidance "
-           "shows no gain on it (README, Measured effect; issue 10 stays open)")
+pytestmark = pytest.mark.skipif(os.environ.get("POS_SKIP_SLOW") == "1",
+                                reason="POS_SKIP_SLOW=1: the effect test trains a reduced testbed (8-16 min once)")
 
 
 @pytest.fixture(scope="module")
