@@ -230,6 +230,10 @@ def way_graph(way: str, bases: dict, object_info: dict, prompt: str, seed: int, 
             _defaults(node, object_info["PoSGuidance"])
         if node["class_type"] == "PoSSeedSearch":  # candidates, mode and search steps at the node's defaults
             _defaults(node, object_info["PoSSeedSearch"], ["candidates", "mode", "search_steps", "batch_size"])
+            if node["inputs"].get("mode") == "attention":
+                # the workflow wires the VAE for pse mode; in attention mode it only decodes the candidates'
+                # previews (8 full VAE decodes, about 6 s an image on 2 CPU cores), which the demo never shows
+                node["inputs"].pop("vae", None)
     rel = next(n for n, v in g.items() if v["class_type"] == "PoSRelationsFromPrompt")
     g[DETECTOR] = {"class_type": "PoSDetectorLoader", "inputs": {"detector": detector[0], "sam": detector[1]}}
     g[SCORE] = {"class_type": "PoSScore", "inputs": {"images": list(g[SAVE]["inputs"]["images"]),

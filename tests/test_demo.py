@@ -185,6 +185,7 @@ def test_graph_of_one_image(way):
     if way == "seed_search":  # candidates, mode and search steps at the node's defaults
         assert (sampler["inputs"]["candidates"], sampler["inputs"]["mode"], sampler["inputs"]["search_steps"]) == \
             (8, "attention", 4)
+        assert "vae" not in sampler["inputs"]  # attention mode: no candidate previews to decode
     # PoS Score scores the saved image with the prompt's relations and the colour detector; Preview Any shows it
     score = g[demo.SCORE]["inputs"]
     assert score["images"] == g[demo.SAVE]["inputs"]["images"] and score["relations"] == [rel, 1]
