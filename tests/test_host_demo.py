@@ -150,7 +150,13 @@ def test_ctrl_c_stops_the_server_and_leaves_no_process(reduced, comfyui_path, tm
         assert server is not None, "the demo started no ComfyUI server"
         time.sleep(5)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # seen once under heavy load: say where everything was
+            state = _session_state(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            pytest.fail(f"the demo did not exit within 120 s of Ctrl-C; its session: {state}; stderr:\n{err[-3000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -162,6 +168,21 @@ def test_ctrl_c_stops_the_server_and_leaves_no_process(reduced, comfyui_path, tm
     assert not Path(f"/proc/{server}").exists(), "the ComfyUI server outlived the demo"
     left = [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and _sid(int(d.name)) == proc.pid]
     assert not left, f"processes left in the demo's session: {left}"
+
+
+def _session_state(sid: int) -> list[str]:
+    """Each process of session `sid`: pid, state, kernel wait channel, command line."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and _sid(int(d.name)) == sid:
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = (d / "wchan").read_text()
+                cmd = (d / "cmdline").read_text().replace("\0", " ")[:200]
+                out.append(f"{d.name} {stat} {wchan} {cmd}")
+            except OSError:
+                pass
+    return out
 
 
 def _sid(pid: int) -> int | None:
