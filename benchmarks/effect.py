@@ -238,11 +238,8 @@ def cmd_eval(args) -> int:
             Path(args.out, "results.json").write_text(json.dumps(report, indent=1))
     table = markdown(report)
     print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(report, indent=1))
-        (out / "table.md").write_text(table + "\n")
+    if args.out:  # results.json is already written after the last way
+        Path(args.out, "table.md").write_text(table + "\n")
     return 0
 
 
