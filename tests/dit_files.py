@@ -1,0 +1,162 @@
+"""Random-weight files under the official Flux.1-dev and SD3.5-medium names, for running the shipped DiT
+workflows through the stock loaders (UNETLoader, DualCLIPLoader, TripleCLIPLoader, VAELoader,
+CheckpointLoaderSimple) on the CPU.
+
+The stock loaders fix most shapes whatever a file holds: Flux detection fixes width 3072 (so the Flux
+file has that width, with one double and one single block), and T5-XXL, CLIP-L and CLIP-G are built
+from ComfyUI's fixed configs (so those files are full size: T5-XXL is 4.7 B parameters, stored as fp8,
+4.8 GB). SD3 detection reads the width, so the SD3.5 checkpoint is tiny. Weights are seeded
+N(0, 0.02) matrices, unit norms, zero biases; files are cached outside the repository (POS_TEST_CACHE)
+and never committed. Run `python tests/dit_files.py` to build them ahead of a test run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfy_host import CACHE  # noqa: E402
+
+VERSION = "1"
+DIR = CACHE / "dit_files"
+# official file name -> (models/ folder, builder name)
+FILES = {
+    "flux1-dev.safetensors": ("diffusion_models", "flux_dev"),
+    "ae.safetensors": ("vae", "flux_vae"),
+    "clip_l.safetensors": ("text_encoders", "clip_l"),
+    "clip_g.safetensors": ("text_encoders", "clip_g"),
+    "t5xxl_fp16.safetensors": ("text_encoders", "t5xxl"),
+    "sd3.5_medium.safetensors": ("checkpoints", "sd35_medium"),
+}
+VAE16 = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+         "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def _random(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Seeded weights for parameter `shapes`, made one tensor at a time (in fp32, then cast)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, shape in shapes.items():
+        if len(shape) >= 2:
+            t = torch.randn(shape, generator=gen).mul_(0.02)
+        elif name.endswith("bias"):
+            t = torch.zeros(shape)
+        else:
+            t = torch.ones(shape)
+        out[name] = t.to(dtype).contiguous()
+    return out
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, torch.Size]:
+    return {k: p.shape for k, p in module.named_parameters()}
+
+
+def t5xxl() -> dict:
+    """T5-XXL encoder in ComfyUI's layout, fp8 e4m3fn (the dtype ComfyUI keeps, as for t5xxl_fp8 files)."""
+    import json
+
+    import comfy.ops
+    import comfy.text_encoders.t5 as t5
+
+    cfg = json.loads((Path(t5.__file__).parent / "t5_config_xxl.json").read_text())
+    with torch.device("meta"):
+        model = t5.T5(cfg, torch.float32, "meta", comfy.ops.manual_cast)
+    return _random(_shapes(model), 11, torch.float8_e4m3fn)
+
+
+def _clip(seed: int, **cfg) -> dict:
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    with torch.device("meta"):
+        model = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, **cfg))
+    return _random(_shapes(model), seed, torch.float16)
+
+
+def clip_l() -> dict:
+    return _clip(12, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                 projection_dim=768, hidden_act="quick_gelu")
+
+
+def clip_g() -> dict:
+    return _clip(13, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                 projection_dim=1280, hidden_act="gelu")
+
+
+def _vae16(seed: int) -> dict:
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    with torch.device("meta"):
+        vae = AutoencodingEngine(
+            regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+            encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": VAE16},
+            decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": VAE16})
+    return _random(_shapes(vae), seed, torch.float16)
+
+
+def flux_vae() -> dict:
+    return _vae16(14)
+
+
+def flux_dev() -> dict:
+    """Flux.1-dev at its real width (3072, 24 heads; what detection assumes) with 1 double + 1 single block."""
+    import comfy.supported_models
+    from dit_fixtures import FLUX_WIDE
+
+    conf = comfy.supported_models.Flux(dict(FLUX_WIDE, depth=1, depth_single_blocks=1, guidance_embed=True))
+    with torch.device("meta"):
+        model = conf.get_model({}, device="meta")
+    return _random(_shapes(model.diffusion_model), 15, torch.bfloat16)
+
+
+def sd35_medium() -> dict:
+    """A tiny MMDiT in SD3.5-medium layout (attn2 in block 0, RMS qk-norm) plus a 16-channel VAE, as the
+    official single file holds them (no text encoders)."""
+    from dit_fixtures import sd3_state_dict
+
+    sd = {f"model.diffusion_model.{k}": v.to(torch.float16) for k, v in sd3_state_dict(depth=2, seed=16).items()}
+    sd.update({f"first_stage_model.{k}": v for k, v in _vae16(17).items()})
+    return sd
+
+
+def build(name: str) -> Path:
+    """The cached file `name` (one of FILES), built on first use."""
+    from safetensors.torch import save_file
+
+    path = DIR / VERSION / name
+    if path.exists():
+        return path
+    sd = globals()[FILES[name][1]]()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(sd, str(tmp), metadata={"pos_fixture": "random weights, not a real model"})
+    tmp.replace(path)
+    return path
+
+
+def install(models: Path) -> None:
+    """Link every file into a ComfyUI models/ folder under its official name."""
+    for name, (folder, _) in FILES.items():
+        (models / folder).mkdir(parents=True, exist_ok=True)
+        link = models / folder / name
+        if not link.exists():
+            link.symlink_to(build(name))
+
+
+if __name__ == "__main__":
+    import time
+
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (the files are built from its model classes)")
+    sys.path.insert(0, comfyui)
+    from comfy.cli_args import args
+
+    args.cpu = args.cpu or not torch.cuda.is_available()
+    for n in FILES:
+        t = time.time()
+        p = build(n)
+        print(f"{n}: {p.stat().st_size / 1e9:.2f} GB, {time.time() - t:.0f} s")
