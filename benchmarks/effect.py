@@ -2,6 +2,7 @@
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py train [--encoder isolated|mixing] [--steps N]
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py eval  [--encoder ...] [--n 200] [--out DIR]
+    ... train|eval --arch flux   (the Flux-family testbed, benchmarks/testbed_flux.py)
 
 `train` builds the testbed checkpoint (benchmarks/testbed.py; seeded, cached in ~/.cache/pos_spatial_testbed
 or $POS_TESTBED_CACHE) and prints its path. `eval` runs held-out (prompt, seed) cases through the pack's
@@ -62,9 +63,18 @@ def config_from(args):
                           seed=args.seed, init=getattr(args, "init", ""))
 
 
-def cmd_train(args) -> int:
+def arch(args):
+    """The testbed module of --arch: testbed (SD1-family UNet) or testbed_flux (Flux.1 transformer)."""
+    if getattr(args, "arch", "unet") == "flux":
+        import testbed_flux
+
+        return testbed_flux
     import testbed
 
+    return testbed
+
+
+def cmd_train(args) -> int:
     cfg = config_from(args)
     snaps = tuple(int(v) for v in args.snapshots.split(",") if v) if getattr(args, "snapshots", "") else ()
     print("encoding the training captions (cached after the first time) ...", file=sys.stderr, flush=True)
@@ -75,7 +85,8 @@ def cmd_train(args) -> int:
         t0.setdefault("start", time.time())
         bar(i, n, t0["start"], f"training ({loss:.4f})")
 
-    rep = testbed.train(cfg, progress=progress, snapshots=snaps)
+    rep = (arch(args).train(cfg, progress=progress) if args.arch == "flux"
+           else arch(args).train(cfg, progress=progress, snapshots=snaps))
     print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
     return 0
 
@@ -93,7 +104,7 @@ def bootstrap(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[flo
 class Bench:
     """The testbed model and the pack's nodes, loaded once in-process."""
 
-    def __init__(self, ckpt: Path):
+    def __init__(self, ckpt: Path, module=None, blocks: str = "auto"):
         import torch
 
         import comfy_host
@@ -108,10 +119,11 @@ class Bench:
         self.torch, self.nodes, self.tb = torch, nodes, testbed
         self.guidance, self.relations, self.search = guidance, relations, seed_search
         with torch.inference_mode():
-            self.model, self.clip, self.vae = testbed.load(ckpt)
+            self.model, self.clip, self.vae = (module or testbed).load(ckpt)
             self.neg = nodes.CLIPTextEncode().encode(self.clip, "")[0]
             self.latent = nodes.EmptyLatentImage().generate(SIZE, SIZE, 1)[0]
         self.detector = ColorKeyDetector(testbed.colors())
+        self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
         self._enc: dict[str, tuple] = {}
 
     def encode(self, prompt: str):
@@ -128,12 +140,13 @@ class Bench:
 
     def guided(self, rels, scale: float):
         with self.torch.inference_mode():
-            return self.guidance.PoSGuidance.execute(self.model, rels, scale, 0.5, -1.0, True, "auto").result
+            return self.guidance.PoSGuidance.execute(self.model, rels, scale, 0.5, -1.0, True, "auto",
+                                                     self.blocks).result
 
     def seed_search(self, cond, rels, seed: int, mode: str, candidates: int, search_steps: int = 4):
         kw = dict(model=self.model, positive=cond, negative=self.neg, latent_image=self.latent, relations=rels,
                   seed=seed, candidates=candidates, mode=mode, steps=STEPS, search_steps=search_steps, cfg=CFG,
-                  sampler_name=SAMPLER, scheduler=SCHEDULER, batch_size=0)
+                  sampler_name=SAMPLER, scheduler=SCHEDULER, batch_size=0, blocks=self.blocks)
         if mode == "pse":
             kw.update(vae=self.vae, detector=self.detector)
         with self.torch.inference_mode():
@@ -199,13 +212,13 @@ def cmd_eval(args) -> int:
     import testbed
 
     cfg = config_from(args)
-    ckpt = Path(args.checkpoint) if args.checkpoint else testbed.checkpoint_path(cfg)
+    ckpt = Path(args.checkpoint) if args.checkpoint else arch(args).checkpoint_path(cfg)
     if not ckpt.exists() and args.checkpoint:
         sys.exit(f"effect.py: no checkpoint at {ckpt}")
     if not ckpt.exists():
         print(f"no trained testbed for this config yet; training it first ({cfg.steps} steps)", file=sys.stderr)
         cmd_train(args)
-    bench = Bench(ckpt)
+    bench = Bench(ckpt, arch(args), args.blocks)
     cases = testbed.eval_cases(args.n, held_out=not args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
     cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
@@ -231,7 +244,7 @@ def cmd_eval(args) -> int:
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
                                                               "relation")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
-        report = {"config": cfg.__dict__, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
+        report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
                   "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
             Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -265,7 +278,8 @@ def markdown(report: dict) -> str:
     def ci(t):
         return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
 
-    lines = [f"Testbed `{report['config']['encoder']}` encoder, up to {report['cases']} "
+    blocks = f", blocks {report['blocks']}" if report.get("arch") == "flux" else ""
+    lines = [f"Testbed ({report.get('arch', 'unet')}{blocks}) `{report['config']['encoder']}` encoder, up to {report['cases']} "
              f"{'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, {report['sampler']} "
              f"{report['steps']} steps, cfg {report['cfg']}",
              "",
@@ -324,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--steps", type=int, default=2400, help="training steps (batch 32; about 19 min on 2 CPU cores)")
         p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--arch", choices=("unet", "flux"), default="unet",
+                       help="unet: the SD1-family testbed; flux: the Flux-family one (same scenes and text)")
         if name == "train":
             p.add_argument("--snapshots", default="", help="comma-separated steps to also save checkpoints at")
             p.add_argument("--init", default="", help="continue training from this testbed checkpoint")
@@ -334,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
+            p.add_argument("--blocks", default="auto", help="--arch flux: PoS Guidance's blocks input (e.g. s0,s1)")
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)

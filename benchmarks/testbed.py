@@ -223,6 +223,36 @@ def sd1_alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0).float()
 
 
+def contexts(cfg: Config, cache: Path, path: Path, unet: dict | None = None) -> torch.Tensor:
+    """[N + 1, 77, 768] contexts of every training caption (and the empty prompt, last) through ComfyUI's
+    own CLIP, once per text encoder: cached beside the checkpoints, since encoding is most of a short
+    training's time. `unet`: any UNet state dict for the draft checkpoint the CLIP is loaded from."""
+    texts = [c[0] for c in training_prompts(cfg.seed)] + [""]
+    tag = hashlib.sha1(json.dumps([cfg.encoder, cfg.seed, VERSION, texts]).encode()).hexdigest()[:12]
+    ctx_file = cache / f"contexts_{cfg.encoder}_{tag}.pt"
+    if ctx_file.exists():
+        return torch.load(ctx_file)
+    if unet is None:
+        import comfy.ops
+        from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+        unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
+                         operations=comfy.ops.disable_weight_init).state_dict()
+    draft = path.with_name(path.stem + ".draft.safetensors")
+    save_checkpoint(draft, unet, clip_state_dict(cfg.encoder, cfg.seed), vae_state_dict(cfg.seed),
+                    {"pos_testbed": VERSION})
+    _, clip, _ = load(draft)
+    with torch.inference_mode():
+        ctx = encode(clip, texts)
+    ctx = ctx.clone()  # a normal tensor, usable in training
+    del clip
+    draft.unlink(missing_ok=True)
+    tmp = ctx_file.with_suffix(f".tmp{os.getpid()}")
+    torch.save(ctx, tmp)
+    tmp.replace(ctx_file)
+    return ctx
+
+
 def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float], None] | None = None,
           time_limit: float | None = None, snapshots: tuple[int, ...] = ()) -> TrainReport:
     """Train (or reuse) the testbed checkpoint for `cfg`; progress(step, steps, loss) after each step.
@@ -248,26 +278,8 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
         prefix = "model.diffusion_model."
         start_sd = {k[len(prefix):]: v for k, v in load_file(cfg.init).items() if k.startswith(prefix)}
         unet.load_state_dict(start_sd)
-    # contexts of every training caption (and the empty prompt) through ComfyUI's own CLIP, once per
-    # text encoder: cached beside the checkpoints, since encoding is most of a short training's time
     caps = training_prompts(cfg.seed)
-    texts = [c[0] for c in caps] + [""]
-    tag = hashlib.sha1(json.dumps([cfg.encoder, cfg.seed, VERSION, texts]).encode()).hexdigest()[:12]
-    ctx_file = cache / f"contexts_{cfg.encoder}_{tag}.pt"
-    if ctx_file.exists():
-        ctx = torch.load(ctx_file)
-    else:
-        draft = path.with_name(path.stem + ".draft.safetensors")
-        save_checkpoint(draft, unet.state_dict(), clip_sd, vae_sd, {"pos_testbed": VERSION})
-        _, clip, _ = load(draft)
-        with torch.inference_mode():
-            ctx = encode(clip, texts)
-        ctx = ctx.clone()  # a normal tensor, usable in training
-        del clip
-        draft.unlink(missing_ok=True)
-        tmp = ctx_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save(ctx, tmp)
-        tmp.replace(ctx_file)
+    ctx = contexts(cfg, cache, path, unet.state_dict())
     empty = ctx[-1]
     abar = sd1_alphas_cumprod()
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)

@@ -53,3 +53,34 @@ def test_guidance_raises_relation_accuracy_on_held_out_seeds(host, reduced):
     assert drawn["unguided"] >= 0.5, f"the reduced testbed draws too few objects to measure anything: {drawn}"
     assert acc["psg@20"] - acc["unguided"] >= MIN_GAIN, f"relation accuracy {acc}, objects drawn {drawn}"
     assert drawn["psg@20"] >= drawn["unguided"] - 0.1, f"guidance lost objects: {drawn}"
+
+
+def test_flux_testbed_trains_loads_and_runs_every_way(host, comfyui_path):
+    """The Flux-family testbed's plumbing on a 4-step model: rectified-flow training through ComfyUI's Flux
+    class, the in-process loader, and every evaluated way through the pack's nodes (joint-attention maps on
+    the 8 x 8 patch grid; guidance changes the latent, scale 0 does not)."""
+    env = dict(os.environ, POS_TESTBED_CACHE=str(CACHE), COMFYUI_PATH=str(comfyui_path))
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "effect.py"), "train", "--arch", "flux",
+                        "--steps", "4"], capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = Path(json.loads(r.stdout.strip().splitlines()[-1])["checkpoint"])
+    assert ckpt.name.startswith("pos_testbed_flux_")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import effect
+    import testbed
+    import testbed_flux
+
+    bench = effect.Bench(ckpt, testbed_flux)
+    assert type(bench.model.model.diffusion_model).__name__ == "Flux"
+    (prompt, s, rel, o, seed), = testbed.eval_cases(1, seed=5)
+    plain, run = bench.run("unguided", prompt, seed)
+    assert plain.shape == (4, testbed.LATENT, testbed.LATENT)
+    assert run.maps and all(m.shape[-2:] == (8, 8) for v in run.maps.values() for m in v)
+    guided, _ = bench.run("psg@80", prompt, seed)
+    assert not bench.torch.equal(plain, guided), "guidance on the Flux testbed left the latent unchanged"
+    again, _ = bench.run("unguided", prompt, seed)
+    assert bench.torch.equal(plain, again)
+    for way in ("search-attention", "search-pse"):
+        latent, _ = bench.run(way, prompt, seed)
+        assert bench.torch.isfinite(latent).all()
+        effect.score_case(testbed, latent, s, rel, o)
