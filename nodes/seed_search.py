@@ -18,6 +18,7 @@ from ..pos_core.evaluate import image_score
 from ..pos_core.tokens import RelationSet
 from . import psg_patch
 from .common import CATEGORY, PosDepth, PosDetector, PosRelations, require_relations
+from .guidance import dit_inputs
 from .render import caption, grid, render_tile, to_tensor
 from .scoring import score_images
 
@@ -109,6 +110,7 @@ class PoSSeedSearch(io.ComfyNode):
                                                            "attention mode it shows their previews."),
                 PosDetector.Input("detector", optional=True, tooltip="PoS Detector Loader: required for pse mode."),
                 PosDepth.Input("depth_model", optional=True, tooltip="PoS Depth Loader: for front / behind in pse mode."),
+                *dit_inputs(),  # attention mode on Flux / SD3 ranks by these blocks' maps
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT", tooltip="The best candidate, fully sampled."),
@@ -121,7 +123,8 @@ class PoSSeedSearch(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, relations: RelationSet, seed: int, candidates: int,
                 mode: str, steps: int, search_steps: int, cfg: float, sampler_name: str, scheduler: str,
-                batch_size: int = 0, vae=None, detector=None, depth_model=None) -> io.NodeOutput:
+                batch_size: int = 0, vae=None, detector=None, depth_model=None, blocks: str = "auto",
+                softmax: str = "text") -> io.NodeOutput:
         require_relations(relations)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -148,7 +151,8 @@ class PoSSeedSearch(io.ComfyNode):
         pbar = comfy.utils.ProgressBar(candidates * run_steps + final_steps)
         searched, run = model, None
         if mode == "attention":
-            searched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0))
+            searched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0, softmax=softmax),
+                                            blocks=blocks)
 
         scores: list[float] = []
         previews: list[torch.Tensor] = []

@@ -8,6 +8,7 @@ Random weights prove the plumbing (maps, gradients, update, samplers), not image
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -339,3 +340,11 @@ def test_attention_maps_and_seed_search_on_flux(host, dit):
         out = PoSSeedSearch.execute(models["flux"], pos, neg, latent, relations(), 0, 3, "attention", 4, 2, 1.0,
                                     "euler", "simple").result
     assert out[0]["samples"].shape == samples[:1].shape and out[1] in (0, 1, 2)
+    with torch.inference_mode():  # the ranking reads the chosen blocks' maps; a block the model lacks is named
+        table = json.loads(PoSSeedSearch.execute(models["flux"], pos, neg, latent, relations(), 0, 3, "attention", 4,
+                                                 2, 1.0, "euler", "simple", blocks="s1", softmax="joint").result[2])
+        assert len(table["candidates"]) == 3
+        assert table["candidates"] != json.loads(out[2])["candidates"], "other blocks, other attention losses"
+        with pytest.raises(ValueError, match="blocks: s7 is out of range: this model has 2 single blocks"):
+            PoSSeedSearch.execute(models["flux"], pos, neg, latent, relations(), 0, 3, "attention", 4, 2, 1.0,
+                                  "euler", "simple", blocks="s7")
