@@ -85,8 +85,8 @@ def cmd_train(args) -> int:
         t0.setdefault("start", time.time())
         bar(i, n, t0["start"], f"training ({loss:.4f})")
 
-    rep = (arch(args).train(cfg, progress=progress) if args.arch == "flux"
-           else arch(args).train(cfg, progress=progress, snapshots=snaps))
+    extra = {} if args.arch == "flux" else {"snapshots": snaps}  # the Flux testbed keeps no snapshots
+    rep = arch(args).train(cfg, progress=progress, **extra)
     print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
     return 0
 
@@ -244,8 +244,9 @@ def cmd_eval(args) -> int:
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
                                                               "relation")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
-        report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "checkpoint": str(ckpt), "cases": args.n, "part": args.part,
-                  "held_out": not args.seen, "steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "ways": results}
+        report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "checkpoint": str(ckpt),
+                  "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
+                  "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
             Path(args.out).mkdir(parents=True, exist_ok=True)
             Path(args.out, "results.json").write_text(json.dumps(report, indent=1))
@@ -279,9 +280,9 @@ def markdown(report: dict) -> str:
         return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
 
     blocks = f", blocks {report['blocks']}" if report.get("arch") == "flux" else ""
-    lines = [f"Testbed ({report.get('arch', 'unet')}{blocks}) `{report['config']['encoder']}` encoder, up to {report['cases']} "
-             f"{'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, {report['sampler']} "
-             f"{report['steps']} steps, cfg {report['cfg']}",
+    lines = [f"Testbed ({report.get('arch', 'unet')}{blocks}) `{report['config']['encoder']}` encoder, "
+             f"up to {report['cases']} {'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, "
+             f"{report['sampler']} {report['steps']} steps, cfg {report['cfg']}",
              "",
              "| way | cases | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % "
              "| s / image |",
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
-            p.add_argument("--blocks", default="auto", help="--arch flux: PoS Guidance's blocks input (e.g. s0,s1)")
+            p.add_argument("--blocks", default="auto", help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1)")
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)
