@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
-            p.add_argument("--blocks", default="auto", help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1)")
+            p.add_argument("--blocks", default="auto",
+                           help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1)")
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)
