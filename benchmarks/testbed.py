@@ -223,6 +223,46 @@ def sd1_alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0).float()
 
 
+def new_unet(cfg: Config, gen: torch.Generator | None = None) -> torch.nn.Module:
+    """The testbed's UNet with the fixtures' seeded weights (from `gen`, or seeded by cfg.seed)."""
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
+                     operations=comfy.ops.disable_weight_init)
+    _init(unet, gen if gen is not None else torch.Generator().manual_seed(cfg.seed))
+    return unet
+
+
+def write_sd1(path: Path, cfg: Config, unet: dict | None = None) -> Path:
+    """An SD1-family testbed file: `unet` (default: untrained) with cfg's frozen CLIP-L and built VAE."""
+    save_checkpoint(path, unet if unet is not None else new_unet(cfg).state_dict(),
+                    clip_state_dict(cfg.encoder, cfg.seed), vae_state_dict(cfg.seed), {"pos_testbed": VERSION})
+    return path
+
+
+def sample_batch(cfg: Config, caps: list, ctx: torch.Tensor, gen: torch.Generator):
+    """(x0, contexts) of one training batch: random captions, their scenes, the empty prompt at cfg.dropout."""
+    idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
+    x0 = torch.stack([scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
+    c = ctx[idx].clone()
+    c[torch.rand(cfg.batch, generator=gen) < cfg.dropout] = ctx[-1]
+    return x0, c
+
+
+def optimizer(params, cfg: Config):
+    """AdamW at cfg.lr, 100 warm-up steps, then cosine decay over cfg.steps: (optimizer, scheduler)."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    return opt, sched
+
+
+def loss_curve(losses: list[float]) -> list[float]:
+    """Training loss averaged over windows of 50 steps (what the metadata keeps)."""
+    return [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5) for i in range(0, len(losses), 50)]
+
+
 def contexts(cfg: Config, cache: Path, path: Path, unet: dict | None = None) -> torch.Tensor:
     """[N + 1, 77, 768] contexts of every training caption (and the empty prompt, last) through ComfyUI's
     own CLIP, once per text encoder: cached beside the checkpoints, since encoding is most of a short
@@ -232,15 +272,7 @@ def contexts(cfg: Config, cache: Path, path: Path, unet: dict | None = None) -> 
     ctx_file = cache / f"contexts_{cfg.encoder}_{tag}.pt"
     if ctx_file.exists():
         return torch.load(ctx_file)
-    if unet is None:
-        import comfy.ops
-        from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-
-        unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
-                         operations=comfy.ops.disable_weight_init).state_dict()
-    draft = path.with_name(path.stem + ".draft.safetensors")
-    save_checkpoint(draft, unet, clip_state_dict(cfg.encoder, cfg.seed), vae_state_dict(cfg.seed),
-                    {"pos_testbed": VERSION})
+    draft = write_sd1(path.with_name(path.stem + ".draft.safetensors"), cfg, unet)
     _, clip, _ = load(draft)
     with torch.inference_mode():
         ctx = encode(clip, texts)
@@ -257,9 +289,6 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
           time_limit: float | None = None, snapshots: tuple[int, ...] = ()) -> TrainReport:
     """Train (or reuse) the testbed checkpoint for `cfg`; progress(step, steps, loss) after each step.
     `snapshots`: steps after which an intermediate checkpoint `<name>.step<N>.safetensors` is written."""
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-
     path = checkpoint_path(cfg, cache)
     if path.exists():
         meta = json.loads((path.with_suffix(".json")).read_text()) if path.with_suffix(".json").exists() else {}
@@ -269,9 +298,7 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.time()
     clip_sd, vae_sd = clip_state_dict(cfg.encoder, cfg.seed), vae_state_dict(cfg.seed)
-    unet = UNetModel(**unet_config(cfg.channels), dtype=torch.float32, device="cpu",
-                     operations=comfy.ops.disable_weight_init)
-    _init(unet, gen)
+    unet = new_unet(cfg, gen)
     if cfg.init:
         from safetensors.torch import load_file
 
@@ -280,20 +307,13 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
         unet.load_state_dict(start_sd)
     caps = training_prompts(cfg.seed)
     ctx = contexts(cfg, cache, path, unet.state_dict())
-    empty = ctx[-1]
     abar = sd1_alphas_cumprod()
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    opt, sched = optimizer(unet.parameters(), cfg)
     unet.train()
     losses: list[float] = []
     steps_done = 0
     for step in range(cfg.steps):
-        idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
-        x0 = torch.stack([scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
-        c = ctx[idx].clone()
-        drop = torch.rand(cfg.batch, generator=gen) < cfg.dropout
-        c[drop] = empty
+        x0, c = sample_batch(cfg, caps, ctx, gen)
         t = torch.randint(0, 1000, (cfg.batch,), generator=gen)
         eps = torch.randn(x0.shape, generator=gen)
         a = abar[t].view(-1, 1, 1, 1)
@@ -315,7 +335,7 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
             break
     seconds = time.time() - start
     meta = {"pos_testbed": VERSION, "config": asdict(cfg), "seconds": round(seconds, 1), "steps": steps_done,
-            "losses": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5) for i in range(0, len(losses), 50)]}
+            "losses": loss_curve(losses)}
     save_checkpoint(path, unet.state_dict(), clip_sd, vae_sd,
                     {"pos_testbed": VERSION, "config": json.dumps(asdict(cfg))})
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))

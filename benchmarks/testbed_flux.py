@@ -14,7 +14,6 @@ detects a 128-wide Flux), with CLIP and VAE from an SD1 checkpoint built beside 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -61,16 +60,7 @@ def companion(path: Path, cfg: testbed.Config) -> Path:
     """An SD1-family testbed file holding the same frozen CLIP-L and built VAE (and an untrained UNet),
     from which the Flux testbed's CLIP and VAE are loaded through ComfyUI's stock checkpoint loader."""
     out = path.with_name(path.stem + ".clip_vae.safetensors")
-    if not out.exists():
-        import comfy.ops
-        from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-
-        unet = UNetModel(**testbed.unet_config(cfg.channels), dtype=torch.float32, device="cpu",
-                         operations=comfy.ops.disable_weight_init)
-        _init(unet, torch.Generator().manual_seed(cfg.seed))
-        testbed.save_checkpoint(out, unet.state_dict(), testbed.clip_state_dict(cfg.encoder, cfg.seed),
-                                testbed.vae_state_dict(cfg.seed), {"pos_testbed": testbed.VERSION})
-    return out
+    return out if out.exists() else testbed.write_sd1(out, cfg)
 
 
 def load(path: Path):
@@ -101,24 +91,18 @@ def train(cfg: testbed.Config, cache: Path = testbed.CACHE, progress: Callable[[
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.time()
     ctx = testbed.contexts(cfg, cache, path)
-    caps, empty = testbed.training_prompts(cfg.seed), ctx[-1]
+    caps = testbed.training_prompts(cfg.seed)
     net = build(cfg.seed).diffusion_model
     params = [p for n, p in net.named_parameters() if not n.startswith("vector_in.")]
     for p in net.vector_in.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    opt, sched = testbed.optimizer(params, cfg)
     net.train()
     losses: list[float] = []
     y = torch.zeros(cfg.batch, FLUX["vec_in_dim"])
     steps_done = 0
     for step in range(cfg.steps):
-        idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
-        x0 = torch.stack([testbed.scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise)
-                          for i in idx.tolist()])
-        c = ctx[idx].clone()
-        c[torch.rand(cfg.batch, generator=gen) < cfg.dropout] = empty
+        x0, c = testbed.sample_batch(cfg, caps, ctx, gen)
         t = torch.sigmoid(torch.randn(cfg.batch, generator=gen))
         eps = torch.randn(x0.shape, generator=gen)
         tt = t.view(-1, 1, 1, 1)
@@ -139,7 +123,7 @@ def train(cfg: testbed.Config, cache: Path = testbed.CACHE, progress: Callable[[
     seconds = time.time() - start
     meta = {"pos_testbed": testbed.VERSION, "arch": "flux", "flux": FLUX, "config": asdict(cfg),
             "seconds": round(seconds, 1), "steps": steps_done,
-            "losses": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5) for i in range(0, len(losses), 50)]}
+            "losses": testbed.loss_curve(losses)}
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)

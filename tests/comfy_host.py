@@ -40,16 +40,18 @@ VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "
        "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
 
+def seeded(name: str, shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
+    """The fixtures' weight rule, fp32: N(0, 0.02) matrices and kernels, zero biases, unit norms."""
+    if len(shape) >= 2:
+        return torch.randn(shape, generator=gen) * 0.02
+    return torch.zeros(shape) if name.endswith("bias") else torch.ones(shape)
+
+
 def _init(module: torch.nn.Module, gen: torch.Generator) -> None:
-    """Explicit seeded weights: N(0, 0.02) matrices and kernels, unit norms, zero biases."""
+    """Explicit seeded weights (`seeded`) for every parameter of `module`, in place."""
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:
-                p.fill_(1.0)
+            p.copy_(seeded(name, p.shape, gen))
 
 
 def build_checkpoint(path: Path, full: bool = False, seed: int = 0) -> Path:
