@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfy_host import CACHE  # noqa: E402
+from comfy_host import CACHE, seeded  # noqa: E402
 
-VERSION = "1"
+VERSION = "2"  # 2: the SD3.5 file's pos_embed seeded (was uninitialised memory)
 DIR = CACHE / "dit_files"
 # official file name -> (models/ folder, builder name)
 FILES = {
@@ -37,18 +37,10 @@ VAE16 = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3
 
 
 def _random(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Seeded weights for parameter `shapes`, made one tensor at a time (in fp32, then cast)."""
+    """Seeded weights (the fixtures' rule) for parameter `shapes`, one tensor at a time, cast to `dtype`:
+    shapes, not modules, since a full-size T5-XXL in fp32 would not fit in memory."""
     gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, shape in shapes.items():
-        if len(shape) >= 2:
-            t = torch.randn(shape, generator=gen).mul_(0.02)
-        elif name.endswith("bias"):
-            t = torch.zeros(shape)
-        else:
-            t = torch.ones(shape)
-        out[name] = t.to(dtype).contiguous()
-    return out
+    return {name: seeded(name, shape, gen).to(dtype).contiguous() for name, shape in shapes.items()}
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, torch.Size]:

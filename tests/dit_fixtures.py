@@ -55,7 +55,10 @@ def sd3_state_dict(depth: int = 2, self_attn: tuple[int, ...] = (0,), qk_norm: s
     if num_blocks is not None:
         cfg["num_blocks"] = num_blocks
     model = comfy.supported_models.SD3(cfg).get_model({}, device="cpu")
-    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    _init(model.diffusion_model, gen)
+    with torch.no_grad():  # a buffer ComfyUI allocates empty (real files hold it): seeded too, or runs differ
+        model.diffusion_model.pos_embed.copy_(torch.randn(model.diffusion_model.pos_embed.shape, generator=gen) * 0.02)
     return model.diffusion_model.state_dict()
 
 
