@@ -348,3 +348,6 @@ def test_attention_maps_and_seed_search_on_flux(host, dit):
         with pytest.raises(ValueError, match="blocks: s7 is out of range: this model has 2 single blocks"):
             PoSSeedSearch.execute(models["flux"], pos, neg, latent, relations(), 0, 3, "attention", 4, 2, 1.0,
                                   "euler", "simple", blocks="s7")
+        with pytest.raises(ValueError, match="softmax must be one of text, joint"):
+            PoSSeedSearch.execute(models["flux"], pos, neg, latent, relations(), 0, 3, "attention", 4, 2, 1.0,
+                                  "euler", "simple", softmax="full")
