@@ -75,6 +75,7 @@ class PoSGuidance(io.ComfyNode):
                 PosAttention.Output(display_name="POS_ATTENTION",
                                     tooltip="Attention recorded while sampling, for PoS Attention Maps."),
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -86,7 +87,8 @@ class PoSGuidance(io.ComfyNode):
             loss_scale = family.loss_scale
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
                                       smoothing=smoothing, softmax=softmax)
-        patched, run = psg_patch.patch(model, relations, settings, attention_level, blocks)
+        patched, run = psg_patch.patch(model, relations, settings, attention_level, blocks,
+                                       node_id=cls.hidden.unique_id if cls.hidden else None)
         note = attention.unguidable_note(relations.relations)
         if note is None:
             return io.NodeOutput(patched, run)

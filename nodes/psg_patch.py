@@ -21,6 +21,7 @@ import comfy.samplers
 
 from ..pos_core import attention, guidance
 from ..pos_core.tokens import RelationSet
+from . import conds
 from .common import require_relations
 from .families import Family, family_of
 from .families.base import StopForward, WeightAliases
@@ -55,14 +56,19 @@ class Run:
     guided_pairs: list[tuple[int, int, str]] = field(default_factory=list)  # the 2D ones PSG can move
     active: bool = False
     guiding: bool = False
-    layer_maps: list[torch.Tensor] = field(default_factory=list)
+    layer_maps: list[tuple[torch.Tensor, tuple | None]] = field(default_factory=list)  # (maps, box) pieces
     maps: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> [B, G, h, w] (cpu)
     losses: dict[int, list[float]] = field(default_factory=dict)  # step -> loss per image before update
     deltas: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> latent update x_new - x (cpu)
     skipped: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user is told about this run
     num_steps: int = 0
-    grid: tuple[int, int] | None = None  # DiT: image-token grid of the latent being sampled
+    grid: tuple[int, int] | None = None  # the grid maps are combined on (UNet level / DiT token grid)
+    latent_hw: tuple[int, int] | None = None
+    selection: conds.Selection | None = None  # the positive conds that carry the relations' prompt
+    straight: bool = False  # other patches' gradients taken as identity (after one failed exact pass)
     txt_len: int = 0  # DiT: text tokens of the current model call
+    node_id: str | None = None  # the guidance node, for notes shown on it
     _aliases: WeightAliases | None = None
 
     def __post_init__(self):
@@ -71,19 +77,27 @@ class Run:
         self.guided_pairs = attention.guidable_pairs(self.pairs)
 
     def reset(self) -> None:
-        self.layer_maps, self.maps, self.losses, self.deltas, self.skipped = [], {}, {}, {}, []
-        self._aliases = None
+        self.layer_maps, self.maps, self.losses, self.deltas, self.skipped, self.notes = [], {}, {}, {}, [], []
+        self.selection, self.straight, self._aliases = None, False, None
+
+    def note(self, text: str) -> None:
+        """Tell the user once per run: the log, and the guidance node's text in the front end."""
+        if text in self.notes:
+            return
+        self.notes.append(text)
+        log.warning(text)
+        if self.node_id is not None:
+            try:
+                from server import PromptServer
+
+                PromptServer.instance.send_progress_text("\n".join(self.notes), self.node_id)
+            except Exception:  # no server (a script run): the log has it
+                pass
 
 
 def model_family(model) -> str:
     """sd1, sd2, sdxl, flux or sd3 from a MODEL, or ValueError naming what PSG supports."""
     return family_of(model).name
-
-
-def mean_over_layers(layer_maps: list[torch.Tensor], layers: int) -> torch.Tensor:
-    """Average maps over the captured layers; model calls that split the batch are re-joined."""
-    calls = [layer_maps[i:i + layers] for i in range(0, len(layer_maps), layers)]
-    return torch.cat([torch.stack(c).mean(dim=0) for c in calls if len(c) == layers], dim=0)
 
 
 def step_of(sample_sigmas: torch.Tensor, sigma: float) -> tuple[int, bool]:
@@ -95,48 +109,147 @@ def step_of(sample_sigmas: torch.Tensor, sigma: float) -> tuple[int, bool]:
     return i, abs(float(s[i]) - sigma) <= tol
 
 
-def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> torch.Tensor:
-    """x moved by one PSG step, or x itself when the gradient is unusable."""
+def combined_maps(run: Run) -> torch.Tensor:
+    """The captured pieces of one model evaluation on the run's grid (mean over layers and conds)."""
+    return attention.canvas_mean(run.layer_maps, run.grid)
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
+
+
+def _straight_through(inputs: list, outputs):
+    """The patch's values with the gradient of the identity: out_i = in_i + (value_i - in_i) where the
+    shapes agree; a resized output keeps its value and passes no gradient."""
+
+    def one(i, o):
+        if i < len(inputs) and inputs[i].shape == o.shape:
+            return inputs[i] + (o.detach() - inputs[i].detach())
+        return o.detach()
+
+    if isinstance(outputs, torch.Tensor):
+        return one(0, outputs)
+    if isinstance(outputs, (tuple, list)):
+        out, at = [], 0
+        for o in outputs:
+            if isinstance(o, torch.Tensor):
+                out.append(one(at, o))
+                at += 1
+            else:
+                out.append(o)
+        return type(outputs)(out)
+    return outputs
+
+
+def gradient_safe(fn, run: Run):
+    """A model patch (FreeU, Deep Shrink, HyperTile, ...) as the gradient pass calls it. It runs on
+    copies of its tensor inputs, so a patch that writes into them cannot spoil what autograd saved;
+    if it did write into them (its own graph is then unusable), or after an exact pass has failed,
+    its values are kept and its gradient is taken as the identity (straight-through)."""
+
+    def wrapped(*args, **kwargs):
+        if not run.guiding or not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        ins = [a for a in args if isinstance(a, torch.Tensor)]
+        if run.straight:
+            with torch.no_grad():
+                out = fn(*[a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args], **kwargs)
+            return _straight_through(ins, out)
+        copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+        versions = [c._version for c in copies if isinstance(c, torch.Tensor)]
+        out = fn(*copies, **kwargs)
+        if [c._version for c in copies if isinstance(c, torch.Tensor)] != versions:
+            return _straight_through(ins, out)
+        return out
+
+    return wrapped
+
+
+def _gradient_options(model_options: dict, run: Run) -> dict:
+    """model_options for the gradient pass: every patch list wrapped by `gradient_safe`."""
+    to = dict(model_options.get("transformer_options", {}))
+    patches = to.get("patches")
+    if patches:
+        to["patches"] = {k: [gradient_safe(f, run) for f in v] if isinstance(v, list) else v
+                         for k, v in patches.items()}
+    return dict(model_options, transformer_options=to)
+
+
+def _grad_pass(run: Run, guider, x, timestep, model_options):
+    """Loss per image and grad_x of one gradient pass over the chosen positive conds (one pass per
+    cond, each stopped after the last captured layer), or None when no map was captured."""
     model = guider.inner_model
-    conds = guider.conds.get("positive")
-    if conds is None:
-        return x
-    sigma = timestep.detach()
+    chosen = [c for c in guider.conds.get("positive") or []
+              if run.selection is None or run.selection.uuids is None or c.get("uuid") in run.selection.uuids]
+    options = _gradient_options(model_options, run)
     with torch.inference_mode(False), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
-        t = sigma.clone()
+        t = timestep.detach().clone()
         run.layer_maps, run.guiding = [], True
         try:
             with run.family.grad_pass(run):
-                comfy.samplers.calc_cond_batch(model, [conds], xg, t, model_options)
-        except StopForward:
-            pass
+                for cond in chosen:
+                    try:
+                        comfy.samplers.calc_cond_batch(model, [[cond]], xg, t, options)
+                    except StopForward:
+                        pass
         finally:
             run.guiding = False
         if not run.layer_maps:
-            return x
-        maps = mean_over_layers(run.layer_maps, len(run.targets))
+            return None
+        maps = combined_maps(run)
         run.layer_maps = []
         loss = attention.maps_loss(maps, run.guided_pairs, run.settings.smoothing) * run.settings.loss_scale
         if not loss.requires_grad:
-            # the maps did not depend on the latent (e.g. another patch replaced the attention
-            # with constants): nothing to follow, so leave the step as the sampler has it
-            run.skipped.append(step)
-            log.warning("PoS Guidance: the attention loss does not depend on the latent at step %d; "
-                        "step left unguided", step)
-            return x
+            return loss, None
         grad_x, = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
+    return loss, grad_x
+
+
+def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> torch.Tensor:
+    """x moved by one PSG step, or x itself (with a note) when no usable gradient can be had."""
+    model = guider.inner_model
+    if guider.conds.get("positive") is None:
+        return x
+    result = None
+    for attempt in range(2):
+        try:
+            result = _grad_pass(run, guider, x, timestep, model_options)
+            break
+        except comfy.model_management.InterruptProcessingException:
+            raise
+        except Exception as e:  # another node's patch we cannot differentiate through: never the queue's problem
+            run.guiding, run.layer_maps = False, []
+            if attempt == 0 and not run.straight and not isinstance(e, torch.OutOfMemoryError):
+                run.straight = True
+                log.info("PoS Guidance: gradient pass failed (%s); retrying with other patches' gradients "
+                         "taken as the identity", e)
+                continue
+            run.skipped.append(step)
+            run.note(f"PoS Guidance: the gradient could not be computed beside this graph's other nodes "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); those steps ran unguided.")
+            return x
+    if result is None:  # no chosen cond ran at this step (e.g. outside its timestep range)
+        return x
+    loss, grad_x = result
     run.losses[step] = [float(v) for v in loss.detach()]
     if grad_x is None:
+        # the maps did not depend on the latent (e.g. another patch replaced the attention with constants)
         run.skipped.append(step)
-        log.warning("PoS Guidance: no gradient reached the latent at step %d; step left unguided", step)
+        run.note("PoS Guidance: the attention maps do not depend on the latent in this graph (another node "
+                 "replaces the captured attention); those steps ran unguided.")
         return x
     grad_x = grad_x.detach().float()
     if not bool(torch.isfinite(grad_x).all()):
         run.skipped.append(step)
-        log.warning("PoS Guidance: non-finite gradient at step %d, step left unguided", step)
+        run.note(f"PoS Guidance: non-finite gradient at step {step}; that step ran unguided.")
         return x
     # z = c_in * x: grad_z = grad_x / c_in, and z - a * grad_z maps back to x - a * grad_z / c_in
+    sigma = timestep.detach()
     ones = torch.ones_like(x[:1], dtype=torch.float32)
     c_in = model.model_sampling.calculate_input(sigma.float().reshape(-1)[:1], ones).flatten()[0]
     alpha = guidance.step_sizes(run.num_steps, run.settings.scale)[step]
@@ -155,7 +268,14 @@ def make_predict_noise(run: Run):
         comfy.model_management.throw_exception_if_processing_interrupted()
         sigma = float(timestep.reshape(-1)[0])
         run.num_steps = len(sample_sigmas) - 1
-        run.grid = run.family.grid(x.shape[-2:])
+        run.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+        run.grid = run.family.grid(run.latent_hw)
+        if run.selection is None:
+            guider = executor.class_obj
+            positive = getattr(guider, "conds", {}).get("positive")
+            run.selection = conds.select(positive, run.relations.fingerprint, run.latent_hw)
+            if run.selection.note:
+                run.note(run.selection.note)
         step, first_call = step_of(sample_sigmas, sigma)
         sigma_next = float(sample_sigmas[step + 1])
         x_new = x
@@ -165,7 +285,7 @@ def make_predict_noise(run: Run):
         run.layer_maps = []
         out = executor(x_new, timestep, model_options, seed)
         if first_call and run.layer_maps:
-            run.maps[step] = mean_over_layers(run.layer_maps, len(run.targets)).cpu()
+            run.maps[step] = combined_maps(run).detach().cpu()
         run.layer_maps = []
         if x_new is not x:
             out = out + guidance.euler_correction(x, x_new, sigma, sigma_next).to(out.dtype)
@@ -190,7 +310,8 @@ def make_outer_sample(run: Run):
     return outer_sample
 
 
-def patch(model, relations: RelationSet, settings: Settings, level: str = "auto", blocks: str = "auto"):
+def patch(model, relations: RelationSet, settings: Settings, level: str = "auto", blocks: str = "auto",
+          node_id: str | None = None):
     """A clone of `model` that records (and, with scale > 0, guides) the relations' attention.
 
     `level` picks the UNet level (attention_level), `blocks` the DiT blocks; each family reads its own."""
@@ -201,7 +322,7 @@ def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"
     if settings.softmax not in SOFTMAX:
         raise ValueError(f"softmax must be one of {', '.join(SOFTMAX)}, got {settings.softmax!r}")
     family = family_of(model)
-    run = Run(relations, settings, family.targets(level, blocks), family)
+    run = Run(relations, settings, family.targets(level, blocks), family, node_id=node_id)
     m = model.clone()
     family.install(m, run)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, make_outer_sample(run))

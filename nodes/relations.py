@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from comfy_api.latest import io
 
 from ..pos_core.relations import CANONICAL, canonical_relation, parse
@@ -10,6 +12,7 @@ from ..pos_core.tokens import (RelationSet, TokenRelation, bind_relations, clip_
                                word_token_indices)
 
 from .common import CATEGORY, PosRelations
+from .conds import fingerprint
 
 KEYS = ("l", "g", "h")  # CLIP-L (SD1, SDXL), CLIP-G (SDXL), OpenCLIP-H (SD2): positions are shared
 
@@ -115,8 +118,8 @@ class PoSRelationsFromPrompt(io.ComfyNode):
             bound = RelationSet(text, tuple(TokenRelation(r.subject, r.relation, r.object, (), ()) for r in rels))
             cond = None
         else:
-            bound = bind_relations(text, rels, clip_layout(clip))
             cond = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+            bound = dataclasses.replace(bind_relations(text, rels, clip_layout(clip)), fingerprint=fingerprint(cond))
         summary = "\n".join(f"{r.subject} | {r.relation} | {r.object}   tokens {list(r.subject_tokens)} / "
                             f"{list(r.object_tokens)}" for r in bound.relations)
         return io.NodeOutput(cond, bound, summary)

@@ -118,3 +118,33 @@ def joint_token_maps(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img
         maps.append(probs[..., at:at + len(g)].mean(dim=-1))
         at += len(g)
     return torch.stack(maps, dim=1).reshape(q.shape[0], len(groups), h, w)
+
+
+Box = tuple[float, float, float, float]  # top, left, bottom, right as fractions of the full latent
+
+
+def canvas_mean(pieces: Sequence[tuple[torch.Tensor, Box | None]], grid: tuple[int, int]) -> torch.Tensor:
+    """Mean of map pieces on one grid: each piece [B, G, h, w] covers its box of the full image (None:
+    all of it) and is resized bilinearly to that box, whatever size the layer made it (Deep Shrink,
+    an area crop, tiling). Cells that no piece covers are 0. Differentiable; [B, G, *grid]."""
+    if not pieces:
+        raise ValueError("no attention maps to combine")
+    gh, gw = grid
+    total = count = None
+    for maps, box in pieces:
+        t, l, b, r = box if box is not None else (0.0, 0.0, 1.0, 1.0)
+        y0, x0 = min(int(round(t * gh)), gh - 1), min(int(round(l * gw)), gw - 1)
+        y1, x1 = max(int(round(b * gh)), y0 + 1), max(int(round(r * gw)), x0 + 1)
+        y1, x1 = min(y1, gh), min(x1, gw)
+        piece = maps.float()
+        if tuple(piece.shape[-2:]) != (y1 - y0, x1 - x0):
+            piece = torch.nn.functional.interpolate(piece, size=(y1 - y0, x1 - x0), mode="bilinear",
+                                                    align_corners=False)
+        pad = (x0, gw - x1, y0, gh - y1)
+        placed = torch.nn.functional.pad(piece, pad) if any(pad) else piece
+        cover = torch.nn.functional.pad(piece.new_ones(1, 1, y1 - y0, x1 - x0), pad)
+        if total is not None and placed.shape[0] != total.shape[0]:
+            raise ValueError(f"attention map pieces disagree on the batch: {placed.shape[0]} vs {total.shape[0]}")
+        total = placed if total is None else total + placed
+        count = cover if count is None else count + cover
+    return total / count.clamp_min(1.0)

@@ -22,7 +22,8 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .relations import Relation, clean_prompt, noun_span
 
@@ -276,15 +277,19 @@ class TokenRelation:
 
 @dataclass(frozen=True)
 class RelationSet:
-    """What the POS_RELATIONS socket carries: the prompt and its token-bound relations."""
+    """What the POS_RELATIONS socket carries: the prompt and its token-bound relations, and optionally
+    a fingerprint of the encoded prompt (a few of its numbers) that lets guidance tell the relations'
+    prompt from other prompts of the same positive conditioning."""
 
     prompt: str
     relations: tuple[TokenRelation, ...]
+    fingerprint: Any = field(default=None, compare=False, repr=False)
 
     def __add__(self, other: "RelationSet") -> "RelationSet":
         if other.prompt and self.prompt and other.prompt != self.prompt:
             raise ValueError("relations chained together must come from the same prompt")
-        return RelationSet(self.prompt or other.prompt, self.relations + other.relations)
+        fp = self.fingerprint if self.fingerprint is not None else other.fingerprint
+        return RelationSet(self.prompt or other.prompt, self.relations + other.relations, fp)
 
     def to_json(self) -> dict:
         return {"prompt": self.prompt, "relations": [r.to_json() for r in self.relations]}

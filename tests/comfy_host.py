@@ -252,3 +252,53 @@ def guide(host, rels, scale=20.0, fraction=0.5, loss_scale=-1.0, smoothing=True,
     with torch.inference_mode():
         return host.guidance.PoSGuidance.execute(model or host.model, rels, scale, fraction, loss_scale,
                                                  smoothing, level).result
+
+
+def fixture_lora() -> Path:
+    """A seeded random LoRA for the small fixture (rank 4 on every attention projection of the UNet), in
+    the generic `diffusion_model.<module>.lora_up/lora_down/alpha` format ComfyUI's LoRA loaders read."""
+    from safetensors.torch import load_file, save_file
+
+    path = CACHE / "loras" / "pos_random_lora.safetensors"
+    if path.exists():
+        return path
+    gen = torch.Generator().manual_seed(1)
+    sd = {}
+    for k, v in load_file(str(fixture_checkpoint())).items():
+        if not k.startswith("model.diffusion_model.") or not k.endswith(".weight") or v.ndim != 2:
+            continue
+        if not any(p in k for p in (".attn1.to_", ".attn2.to_")):
+            continue
+        name = k[len("model."):-len(".weight")]
+        out_f, in_f = v.shape
+        sd[f"{name}.lora_up.weight"] = (torch.randn(out_f, 4, generator=gen) * 0.05).half()
+        sd[f"{name}.lora_down.weight"] = (torch.randn(4, in_f, generator=gen) * 0.05).half()
+        sd[f"{name}.alpha"] = torch.tensor(4.0).half()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(sd, str(tmp), metadata={"pos_fixture": FIXTURE_VERSION})
+    tmp.replace(path)
+    return path
+
+
+def fixture_controlnet() -> Path:
+    """A seeded random ControlNet (ComfyUI's own ControlNet class) for the small fixture's UNet layout."""
+    path = CACHE / "controlnet" / "pos_random_controlnet.safetensors"
+    if path.exists():
+        return path
+    import comfy.ops
+    from comfy.cldm.cldm import ControlNet
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(2)
+    cfg = {k: v for k, v in UNET_SMALL.items() if k != "out_channels"}
+    net = ControlNet(**cfg, hint_channels=3, dtype=torch.float32, device="cpu",
+                     operations=comfy.ops.disable_weight_init)
+    _init(net, gen)
+    sd = {f"control_model.{k}": v.to(torch.float16).contiguous() for k, v in net.state_dict().items()
+          if v.is_floating_point()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(sd, str(tmp), metadata={"pos_fixture": FIXTURE_VERSION})
+    tmp.replace(path)
+    return path

@@ -135,3 +135,27 @@ def test_guidable_pairs_and_the_note_for_depth_relations():
     assert "vase front clock" in only and "runs unguided" in only and "pse mode" in only
     mixed = attention.unguidable_note([rel("cat", "left", "dog"), rel("cup", "near", "plate")])
     assert "leaves cup near plate unguided" in mixed
+
+
+def test_canvas_mean_places_and_resizes_pieces():
+    from pos_core.attention import canvas_mean
+
+    full = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(canvas_mean([(full, None)], (8, 8)), full)
+    # a layer that Deep Shrink ran at half size is brought back to the level's grid
+    half = torch.nn.functional.interpolate(full, size=(4, 4), mode="bilinear", align_corners=False)
+    both = canvas_mean([(full, None), (half, None)], (8, 8))
+    assert both.shape == (2, 3, 8, 8)
+    # an area crop's maps land at its area, the rest of the grid is empty
+    crop = torch.ones(2, 3, 4, 4)
+    placed = canvas_mean([(crop, (0.5, 0.0, 1.0, 0.5))], (8, 8))
+    assert placed[..., 4:, :4].eq(1).all() and placed[..., :4, :].eq(0).all() and placed[..., :, 4:].eq(0).all()
+    # overlapping pieces are averaged where they overlap
+    mixed = canvas_mean([(crop, (0.5, 0.0, 1.0, 0.5)), (torch.zeros(2, 3, 8, 8), None)], (8, 8))
+    assert torch.allclose(mixed[..., 4:, :4], torch.full((2, 3, 4, 4), 0.5))
+    # gradients reach every piece
+    p = torch.rand(1, 2, 4, 4, requires_grad=True)
+    canvas_mean([(p, None)], (8, 8)).sum().backward()
+    assert p.grad is not None and p.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="no attention maps"):
+        canvas_mean([], (8, 8))

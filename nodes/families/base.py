@@ -11,18 +11,6 @@ class StopForward(Exception):
     """Raised after the last captured layer or block of the gradient pass: later ones are not needed."""
 
 
-def cond_rows(flags, batch: int) -> torch.Tensor | slice:
-    """Rows of a model call's batch that belong to the positive prompt (`cond_or_uncond` value 0)."""
-    flags = flags or [0]
-    per = batch // len(flags)
-    if all(f == 0 for f in flags):
-        return slice(None)
-    # a call may hold the negative prompt alone (ComfyUI splits cond and uncond when memory is short):
-    # then no row is recorded for it
-    parts = [torch.arange(i * per, (i + 1) * per) for i, f in enumerate(flags) if f == 0]
-    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
-
-
 def _alias(p: torch.Tensor) -> torch.Tensor:
     """A normal tensor sharing an inference tensor's storage (autograd can save it); a copy only where
     neither DLPack nor a byte view can alias the dtype."""

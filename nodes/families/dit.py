@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ...pos_core import attention
-from .base import StopForward, cond_rows
+from .. import conds
+from .base import StopForward
 
 BLOCKS_HELP = ('"auto" (per family), "all", or a list such as "11,12,14,17,18" (Flux double / SD3 joint blocks; '
                '"s3" = Flux single block 3)')
@@ -53,19 +54,25 @@ def heads_view(t: torch.Tensor, heads: int | None, skip_reshape: bool) -> torch.
     return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
 
 
-def record(run, q: torch.Tensor, k: torch.Tensor, txt_len: int, rows=slice(None)) -> None:
-    """Append the image-to-text maps of one joint attention ([B, heads, L, d] inputs) to the run."""
-    gh, gw = run.grid
-    run.layer_maps.append(attention.joint_token_maps(q[rows], k[rows], (0, txt_len), (txt_len, txt_len + gh * gw),
-                                                     run.groups, gh, gw, run.settings.softmax))
+def record(run, q: torch.Tensor, k: torch.Tensor, txt_len: int, options: dict | None = None) -> None:
+    """Append the image-to-text maps of one joint attention ([B, heads, L, d] inputs) to the run: one
+    piece per chunk of the chosen conds, on the token grid of what the call ran on (an area cond runs
+    on its crop of the latent)."""
+    for rows, reg in conds.chunks(run.selection, options or {}, q.shape[0]):
+        gh, gw = run.family.grid(reg[1]) if reg else run.grid
+        if q.shape[2] < txt_len + gh * gw:
+            continue
+        maps = attention.joint_token_maps(q[rows], k[rows], (0, txt_len), (txt_len, txt_len + gh * gw),
+                                          run.groups, gh, gw, run.settings.softmax)
+        run.layer_maps.append((maps, reg[0] if reg else None))
 
 
-def grad_capture(run, txt_len: int, last: bool):
+def grad_capture(run, txt_len: int, last: bool, options: dict | None = None):
     """Map capture of the gradient pass: record, and after the last chosen block's maps stop the pass
     (the rest of that block, its attention output and MLPs, does not reach the loss)."""
 
     def capture(q: torch.Tensor, k: torch.Tensor) -> None:
-        record(run, q, k, txt_len)
+        record(run, q, k, txt_len, options)
         if last:
             raise StopForward
 
@@ -74,16 +81,14 @@ def grad_capture(run, txt_len: int, last: bool):
 
 def capture_override(run, txt_len: int, previous):
     """optimized_attention_override that records the maps of the joint attention (sequence = text, then
-    at least the image) and then runs the attention exactly as it would have run."""
+    the image) and then runs the attention exactly as it would have run."""
 
     def override(func, *args, **kwargs):
         q, k = args[0], args[1]
         heads = kwargs.get("heads", args[3] if len(args) > 3 else None)
         skip = kwargs.get("skip_reshape", False)
-        length = q.shape[2] if skip else q.shape[1]
-        if length >= txt_len + run.grid[0] * run.grid[1]:
-            flags = (kwargs.get("transformer_options") or {}).get("cond_or_uncond")
-            record(run, heads_view(q, heads, skip), heads_view(k, heads, skip), txt_len, cond_rows(flags, q.shape[0]))
+        record(run, heads_view(q, heads, skip), heads_view(k, heads, skip), txt_len,
+               kwargs.get("transformer_options") or {})
         if previous is not None:
             return previous(func, *args, **kwargs)
         return func(*args, **kwargs)

@@ -114,7 +114,7 @@ class FluxFamily(Family):
             if kind == "double_block":
                 run.txt_len = args["txt"].shape[1]
             if run.active and run.guiding:
-                cap = grad_capture(run, run.txt_len, last) if chosen else None
+                cap = grad_capture(run, run.txt_len, last, args.get("transformer_options")) if chosen else None
                 if kind == "double_block":
                     img, txt = double_forward(block, args["img"], args["txt"], args["vec"], args["pe"],
                                               args.get("attn_mask"), cap)

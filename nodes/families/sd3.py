@@ -91,7 +91,7 @@ class SD3Family(Family):
         def patch(args, extra):
             txt_len = args["txt"].shape[1]
             if run.active and run.guiding:
-                cap = grad_capture(run, txt_len, last) if chosen else None
+                cap = grad_capture(run, txt_len, last, args.get("transformer_options")) if chosen else None
                 txt, img = mix_forward(block, args["txt"], args["img"], args["vec"], cap)
                 if last:
                     raise StopForward

@@ -8,7 +8,8 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, UNetModel, Upsample
 
 from ...pos_core import attention, guidance
-from .base import Family, StopForward, cond_rows
+from .. import conds
+from .base import Family, StopForward
 
 LEVELS = ("auto", "latent/1", "latent/2", "latent/4", "latent/8")
 
@@ -61,9 +62,9 @@ def make_attn2(run, previous, last: bool):
     def attn2(q, k, v, extra_options):
         if run.active:
             h, w = extra_options["activations_shape"][-2:]
-            rows = slice(None) if run.guiding else cond_rows(extra_options.get("cond_or_uncond"), q.shape[0])
-            run.layer_maps.append(
-                attention.token_maps(q[rows], k[rows], extra_options["n_heads"], run.groups, h, w))
+            for rows, reg in conds.chunks(run.selection, extra_options, q.shape[0]):
+                maps = attention.token_maps(q[rows], k[rows], extra_options["n_heads"], run.groups, h, w)
+                run.layer_maps.append((maps, reg[0] if reg else None))
             if run.guiding and last:
                 raise StopForward
         if previous is not None:
@@ -82,7 +83,18 @@ class UNetFamily(Family):
         self.loss_scale = guidance.LOSS_SCALE[name]
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
-        return target_layers(self.dm, level)
+        chosen = target_layers(self.dm, level)
+        levels = {(b, n, t): lv for b, n, t, lv in attention_layers(self.dm)}
+        self.level = levels[chosen[0]]
+        return chosen
+
+    def grid(self, hw) -> tuple[int, int]:
+        """The level's grid for a latent of size hw (each downsample halves, rounding up); maps of
+        the level's layers are brought to it whatever resized them (Deep Shrink, area crops)."""
+        h, w = int(hw[0]), int(hw[1])
+        for _ in range(getattr(self, "level", 0)):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return h, w
 
     def install(self, m, run) -> None:
         to = m.model_options.setdefault("transformer_options", {})
