@@ -101,10 +101,77 @@ def bootstrap(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[flo
     return sum(values) / n, means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
 
 
+PATCHES = ("FreeU_V2", "PerturbedAttentionGuidance", "SelfAttentionGuidance", "RescaleCFG", "PatchModelAddDownscale",
+           "LoraLoaderModelOnly", "EasyCache", "TomePatchModel")
+PATCH_INPUTS = {"PatchModelAddDownscale": {"block_number": 1},  # the testbed has 3 input blocks: the one before its downsample
+                "EasyCache": {"start_percent": 0.0}, "LoraLoaderModelOnly": {"strength_model": 1.0}}
+
+
+def stock_node(name: str):
+    """A stock ComfyUI node class by its id (comfy_extras loaded once), for the `--patch` graphs."""
+    import asyncio
+
+    import nodes
+
+    if name not in nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if name not in nodes.NODE_CLASS_MAPPINGS:
+        sys.exit(f"effect.py: --patch {name}: no such node in this ComfyUI")
+    return nodes.NODE_CLASS_MAPPINGS[name]
+
+
+def apply_patch(model, name: str, lora_path: Path | None = None):
+    """The MODEL after the stock node `name` at its defaults (what a user's graph puts before the pack)."""
+    import inspect
+
+    cls = stock_node(name)
+    spec = cls.INPUT_TYPES()["required"]
+    kw = {}
+    for key, s in spec.items():
+        if key == "model":
+            kw[key] = model
+        elif key == "lora_name":
+            kw[key] = str(lora_path)
+        else:
+            opts = s[1] if len(s) > 1 else {}
+            kw[key] = opts.get("default", s[0][0] if isinstance(s[0], list) else None)
+    kw.update(PATCH_INPUTS.get(name, {}))
+    if name == "LoraLoaderModelOnly":  # a file outside the models folder: ComfyUI's own loader code
+        import comfy.sd
+        import comfy.utils
+
+        lora = comfy.utils.load_torch_file(str(lora_path), safe_load=True)
+        return comfy.sd.load_lora_for_models(model, None, lora, kw["strength_model"], 0)[0]
+    if hasattr(cls, "execute") and inspect.ismethod(cls.execute):  # V3 node
+        return cls.execute(**kw).result[0]
+    return getattr(cls(), cls.FUNCTION)(**kw)[0]
+
+
+def testbed_lora(model) -> Path:
+    """A seeded random rank-4 LoRA on the testbed UNet's attention projections (cached), for --patch LoRA."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(os.environ.get("POS_TESTBED_CACHE", Path.home() / ".cache" / "pos_spatial_testbed")) / "random_lora.safetensors"
+    if path.exists():
+        return path
+    g = torch.Generator().manual_seed(11)
+    sd = {}
+    for name, p in model.model.diffusion_model.named_parameters():
+        if p.ndim == 2 and (".attn1.to_" in name or ".attn2.to_" in name) and name.endswith(".weight"):
+            key = "diffusion_model." + name[:-len(".weight")]
+            sd[key + ".lora_up.weight"] = torch.randn(p.shape[0], 4, generator=g) * 0.02
+            sd[key + ".lora_down.weight"] = torch.randn(4, p.shape[1], generator=g) * 0.02
+            sd[key + ".alpha"] = torch.tensor(4.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    return path
+
+
 class Bench:
     """The testbed model and the pack's nodes, loaded once in-process."""
 
-    def __init__(self, ckpt: Path, module=None, blocks: str = "auto"):
+    def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = ""):
         import torch
 
         import comfy_host
@@ -122,6 +189,9 @@ class Bench:
             self.model, self.clip, self.vae = (module or testbed).load(ckpt)
             self.neg = nodes.CLIPTextEncode().encode(self.clip, "")[0]
             self.latent = nodes.EmptyLatentImage().generate(SIZE, SIZE, 1)[0]
+            if patch:  # the user's graph: a stock model patch before the pack's nodes
+                lora = testbed_lora(self.model) if patch == "LoraLoaderModelOnly" else None
+                self.model = apply_patch(self.model, patch, lora)
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
         self._enc: dict[str, tuple] = {}
@@ -218,7 +288,7 @@ def cmd_eval(args) -> int:
     if not ckpt.exists():
         print(f"no trained testbed for this config yet; training it first ({cfg.steps} steps)", file=sys.stderr)
         cmd_train(args)
-    bench = Bench(ckpt, arch(args), args.blocks)
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch)
     cases = testbed.eval_cases(args.n, held_out=not args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
     cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
@@ -244,7 +314,8 @@ def cmd_eval(args) -> int:
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
                                                               "relation")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
-        report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "checkpoint": str(ckpt),
+        report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
+                  "checkpoint": str(ckpt),
                   "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
                   "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
@@ -351,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
             p.add_argument("--out", default="", help="folder for results.json and table.md")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
+            p.add_argument("--patch", default="", choices=("",) + PATCHES,
+                           help="run every way beside this stock model patch at its defaults (PoS Guidance after it)")
             p.add_argument("--blocks", default="auto",
                            help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1)")
     args = ap.parse_args(argv)
