@@ -15,6 +15,7 @@ from comfy_api.latest import io, ui
 
 from ..pos_core import attention
 from ..pos_core.evaluate import image_score
+from ..pos_core.seeds import candidate_seeds
 from ..pos_core.tokens import RelationSet
 from . import psg_patch
 from .common import CATEGORY, PosDepth, PosDetector, PosRelations, require_relations
@@ -79,9 +80,13 @@ class PoSSeedSearch(io.ComfyNode):
             node_id="PoSSeedSearch",
             display_name="PoS Seed Search",
             category=CATEGORY,
-            description="Tries seeds seed, seed+1, ... and keeps the best: 'attention' runs the first steps "
-                        "of each and scores the PoS loss of its cross-attention (cheap); 'pse' generates each "
-                        "fully, decodes, detects and scores PSE. Outputs the best latent, finished, and its seed.",
+            description="Tries several seeds (candidates) and keeps the best: 'attention' runs the first steps "
+                        "of each and scores the PoS loss of its cross-attention (cheap); 'pse' generates each fully, "
+                        "decodes, detects and scores PSE. The candidates are the seed itself and seeds derived "
+                        "from it (splitmix64), so runs with nearby seeds (seed+1, ...) try different noises. "
+                        "Outputs the best latent, finished, and its seed: a KSampler with best_seed and the same "
+                        "settings makes the same latent up to float rounding (the search samples in batches, "
+                        "which round differently: on CPU float32 a few millionths of the latent's largest value).",
             inputs=[
                 io.Model.Input("model", tooltip="Guided (PoS Guidance) or plain SD1.x / SD2.x / SDXL, Flux.1 or "
                                                 "SD3 / SD3.5 model (Flux dev: cfg 1, FluxGuidance on the prompt)."),
@@ -90,7 +95,9 @@ class PoSSeedSearch(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="The empty latent (its first image sets the size)."),
                 PosRelations.Input("relations", tooltip="From PoS Relations from Prompt or PoS Relation."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="First seed; candidates use seed, seed+1, ..."),
+                             tooltip="Candidate 0 uses this seed; the others use seeds derived from it "
+                                     "(splitmix64 of seed and index, below 2**48), so seed and seed+1 share "
+                                     "no candidate. The table lists them."),
                 io.Int.Input("candidates", default=8, min=1, max=256, tooltip="How many seeds to try."),
                 io.Combo.Input("mode", options=list(MODES), default="attention",
                                tooltip="attention: score the first steps' cross-attention (cheap); pse: full "
@@ -113,8 +120,11 @@ class PoSSeedSearch(io.ComfyNode):
                 *dit_inputs(),  # attention mode on Flux / SD3 ranks by these blocks' maps
             ],
             outputs=[
-                io.Latent.Output(display_name="LATENT", tooltip="The best candidate, fully sampled."),
-                io.Int.Output(display_name="best_seed", tooltip="Its seed: a KSampler with this seed makes it again."),
+                io.Latent.Output(display_name="LATENT", tooltip="The best candidate, fully sampled (what a KSampler "
+                                                                 "with best_seed makes, up to float rounding)."),
+                io.Int.Output(display_name="best_seed",
+                              tooltip="Its seed (a derived one unless candidate 0 won): a KSampler with this seed "
+                                      "and the same settings makes the same latent up to float rounding."),
                 io.String.Output(display_name="table", tooltip="Every candidate's seed and score, best first."),
                 io.Image.Output(display_name="grid", tooltip="All candidates with their scores."),
             ],
@@ -139,7 +149,7 @@ class PoSSeedSearch(io.ComfyNode):
                              "prompt has only front/behind/near ones: use mode pse with a vae, a detector and a "
                              "PoS Depth Loader on depth_model")
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"][:1])
-        seeds = [seed + i for i in range(candidates)]
+        seeds = candidate_seeds(seed, candidates)
         per = auto_batch(model, latent, candidates, batch_size)
         run_steps = search_steps if mode == "attention" else steps
         # deterministic samplers finish the best candidate from its search-step latent; others

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .comfy_client import PACK_ROOT, ComfyError, ComfyServer, api_to_ui, free_port
 from .relations import AXIS_2D, parse
+from .seeds import SCHEME as SEED_SCHEME
 
 COMFYUI_VERSION = "v0.3.64"  # the version the host tests run against
 COMFYUI_URL = "https://github.com/comfyanonymous/ComfyUI"
@@ -244,9 +245,13 @@ def way_graph(way: str, bases: dict, object_info: dict, prompt: str, seed: int, 
 
 
 def graph_key(graph: dict) -> str:
-    """A hash of what makes the image and its score (output file names left out)."""
+    """A hash of what makes the image and its score (output file names left out). A PoS Seed Search graph
+    also hashes the name of the node's candidate-seed scheme, so a rerun into an OUT made before the
+    candidates changed (seed, seed+1, ... until then) makes its seed-search images again."""
     g = json.loads(json.dumps(graph))
     g[SAVE]["inputs"].pop("filename_prefix", None)
+    if any(n.get("class_type") == "PoSSeedSearch" for n in g.values()):
+        g = {"graph": g, "candidate_seeds": SEED_SCHEME}
     return hashlib.sha1(json.dumps(g, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -297,3 +297,48 @@ def test_cli_help_and_user_errors_without_a_traceback(tmp_path, capsys):
     assert main(["bench", "run", "--prompts", "sr2d", "--limit", "2", "--seeds", "1", "--configs", str(cfg),
                  "--out", out]) == 2
     assert "holds a run with different configs, scoring" in capsys.readouterr().err
+
+
+class _FailingImport:
+    """A meta path finder that makes `import NAME` raise the given error, as a broken install would."""
+
+    def __init__(self, name: str, error: ImportError):
+        self.name, self.error = name, error
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.name:
+            raise self.error
+        return None
+
+
+def test_bench_dependency_errors_name_the_module_and_the_cause(tmp_path, monkeypatch, capsys):
+    """pyarrow 26 beside ComfyUI-Manager's numpy 1.26 raises a plain ImportError (its .name is None):
+    the message names pyarrow and quotes the cause instead of 'None is not installed'."""
+    import sys
+
+    from pos_core.__main__ import main
+    from pos_core.bench.cli import import_problem
+
+    numpy_error = ImportError("pyarrow requires NumPy 2.0 or newer, found 1.26.4")
+    monkeypatch.delitem(sys.modules, "pyarrow", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_FailingImport("pyarrow", numpy_error), *sys.meta_path])
+    msg = import_problem("pyarrow")
+    assert msg.startswith("pyarrow ") and "None" not in msg
+    assert "does not import: ImportError: pyarrow requires NumPy 2.0 or newer, found 1.26.4" in msg
+    assert "pip install -r requirements-bench.txt" in msg
+    # a dependency of the module missing is not the module missing
+    monkeypatch.setattr(sys, "meta_path", [_FailingImport("pyarrow", ModuleNotFoundError(
+        "No module named 'numpy'", name="numpy")), *sys.meta_path])
+    assert "pyarrow" in import_problem("pyarrow") and "does not import: ModuleNotFoundError: No module named 'numpy'" \
+        in import_problem("pyarrow")
+    # the module itself missing; and the command says so, first module first, without a traceback
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert import_problem("ray") == "ray is not installed: pip install -r requirements-bench.txt"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("configs:\n  - {name: a, workflow: pos_psg_sd15}\n")
+    assert main(["bench", "run", "--prompts", "sr2d", "--configs", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "bench: ray is not installed: pip install -r requirements-bench.txt\n"
+    monkeypatch.delitem(sys.modules, "ray")
+    monkeypatch.setattr(sys, "meta_path", [_FailingImport("ray", numpy_error), *sys.meta_path])
+    assert main(["bench", "run", "--prompts", "sr2d", "--configs", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("bench: ray ")

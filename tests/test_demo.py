@@ -214,6 +214,17 @@ def test_graph_key_ignores_file_names_only():
     assert k1 != demo.graph_key(demo.way_graph("guidance", b, info, *other, "a"))
 
 
+def test_graph_key_of_a_seed_search_names_the_candidate_scheme(monkeypatch):
+    """Seed-search images cached before the candidates changed are not reused; other ways' are."""
+    info = object_info()
+    b = bases(info)
+    args = ("a cat above a dog", 7, "tb.safetensors", ("pos-testbed-colors", "none"), demo.BUILTIN_OVERRIDES)
+    search, guided = (demo.way_graph(w, b, info, *args, "a") for w in ("seed_search", "guidance"))
+    before = demo.graph_key(search), demo.graph_key(guided)
+    monkeypatch.setattr(demo, "SEED_SCHEME", "another scheme")
+    assert demo.graph_key(search) != before[0] and demo.graph_key(guided) == before[1]
+
+
 def rel(visor=True, ms=False, mo=False, pse=0.9, relation="left"):
     return {"subject": "cat", "object": "dog", "relation": relation, "pse": pse, "missing_subject": ms,
             "missing_object": mo, "visor": visor, "geneval": visor, "t2i_compbench": pse}

@@ -1,8 +1,10 @@
 """Install as ComfyUI-Manager does (git clone into custom_nodes, requirements line by line with pip),
-then start the real server offline: the pack loads, fast, with one log line."""
+then start the real server offline: the pack loads, fast, with one log line. Installs go into a
+throwaway venv on top of the test venv (throwaway_venv), never into the venv later tests run in."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -47,6 +49,51 @@ def test_copy_worktree_leaves_out_git_and_venv(tmp_path):
     assert got == ["a.py", "tests/t.py"] and (dst / "a.py").read_text() == "a.py"
 
 
+def throwaway_venv(path: Path) -> str:
+    """A venv at `path` that sees every package of the test venv (a .pth file runs site.addsitedir on the
+    test venv's site-packages, their .pth files included) while pip and uv install into its own
+    site-packages, which come first on sys.path. What an installer puts there (ComfyUI-Manager's numpy<2)
+    shadows the test venv's copy in this venv's processes only. Returns its python."""
+    import site
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(path)
+    py = str(path / "bin" / "python")
+    own = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    Path(own, "_test_venv.pth").write_text("".join(f"import site; site.addsitedir({d!r})\n"
+                                                   for d in site.getsitepackages()))
+    return py
+
+
+def installed(python: str = sys.executable) -> dict[str, str]:
+    """Distribution name -> version as `python` sees them (a fresh process: no import caches)."""
+    code = ("import json, importlib.metadata as m; "
+            "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))")
+    return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def test_throwaway_venv_installs_beside_the_test_venv(tmp_path):
+    """Host-free: a package pip installs into the throwaway venv (a wheel made here, no network) is seen
+    there and not in the test venv, while the test venv's packages stay visible there."""
+    import zipfile
+
+    py = throwaway_venv(tmp_path / "venv")
+    wheel = tmp_path / "pos_probe_pkg-1.0-py3-none-any.whl"
+    info = "pos_probe_pkg-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pos_probe_pkg/__init__.py", "")
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: pos-probe-pkg\nVersion: 1.0\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    before = installed()
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert installed(py)["pos-probe-pkg"] == "1.0" and installed(py)["pytest"] == before["pytest"]
+    assert "pos-probe-pkg" not in installed() and installed() == before
+
+
 def test_clone_install_and_load(comfyui_path, tmp_path):
     base = tmp_path / "comfy"
     target = base / "custom_nodes" / "comfyui-pos-spatial"
@@ -54,14 +101,17 @@ def test_clone_install_and_load(comfyui_path, tmp_path):
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
     # uncommitted work of this checkout is what is under test: copy it over the clone
     copy_worktree(ROOT, target)
+    before = installed()
+    py = throwaway_venv(tmp_path / "venv")
     for line in (target / "requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             assert not line.lower().startswith(("torch", "torchvision", "torchaudio")), "no torch in requirements"
-            r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", line], capture_output=True, text=True)
+            r = subprocess.run([py, "-m", "pip", "install", "-q", line], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
+    assert installed() == before, "the install changed the test venv"
     env_offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with comfy_host.server(comfyui_path, base, link_pack=False, env=env_offline) as srv:
+    with comfy_host.server(comfyui_path, base, python=py, link_pack=False, env=env_offline) as srv:
         info = srv.get("/object_info")
         log = srv.log.read_text()
     assert "PoSGuidance" in info and "PoSSeedSearch" in info and "PoSScore" in info
@@ -100,16 +150,24 @@ def test_comfyui_manager_installs_from_a_git_url(comfyui_path, tmp_path):
         port = s.getsockname()[1]
     httpd = ThreadingHTTPServer(("127.0.0.1", port), partial(SimpleHTTPRequestHandler, directory=str(srv_dir)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    before = installed()
+    py = throwaway_venv(tmp_path / "venv")  # the Manager pins numpy<2: into this venv, not the test venv
     try:
-        env = dict(os.environ, COMFYUI_PATH=str(comfy))
-        r = subprocess.run([sys.executable, "custom_nodes/comfyui-manager/cm-cli.py", "install",
+        env = dict(os.environ, COMFYUI_PATH=str(comfy), VIRTUAL_ENV=str(tmp_path / "venv"))
+        env.pop("CONDA_PREFIX", None)
+        r = subprocess.run([py, "custom_nodes/comfyui-manager/cm-cli.py", "install",
                             f"http://127.0.0.1:{port}/comfyui-pos-spatial.git"], cwd=comfy, env=env,
                            capture_output=True, text=True, timeout=600)
     finally:
         httpd.shutdown()
     assert "[INSTALLED]" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert (comfy / "custom_nodes" / "comfyui-pos-spatial" / "__init__.py").exists()
+    assert installed() == before, "the Manager's install changed the test venv"
+    # the bench's pyarrow (requirements-bench.txt, in the test venv) imports beside the Manager's numpy
+    r = subprocess.run([py, "-c", "import numpy, pyarrow; print(numpy.__version__, pyarrow.__version__)"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"numpy {installed(py).get('numpy')}: {r.stderr[-2000:]}"
     shutil.rmtree(comfy / "custom_nodes" / "comfyui-manager")  # its startup would go online
-    with comfy_host.server(comfy, comfy, link_pack=False) as srv:
+    with comfy_host.server(comfy, comfy, python=py, link_pack=False) as srv:
         srv_nodes = srv.get("/object_info")
     assert "PoSGuidance" in srv_nodes, "the pack the Manager installed loads"

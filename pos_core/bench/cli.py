@@ -55,13 +55,37 @@ def add_bench_parser(sub) -> None:
     r.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
+# the modules `bench run` imports that ComfyUI does not install (requirements-bench.txt)
+BENCH_MODULES = ("ray", "pyarrow")
+
+
+def import_problem(module: str) -> str | None:
+    """None if `module` imports; else a message naming the module and the cause: not installed, or
+    installed (which version) but failing to import, with the ImportError's own text (e.g. pyarrow 26
+    beside the numpy < 2 that ComfyUI-Manager installs: "pyarrow requires NumPy 2.0 or newer")."""
+    from importlib import import_module, metadata
+
     try:
-        import ray  # noqa: F401
-        import pyarrow  # noqa: F401
+        import_module(module)
+        return None
     except ImportError as e:
-        print(f"bench: {e.name} is not installed: pip install -r requirements-bench.txt", file=sys.stderr)
-        return 2
+        if isinstance(e, ModuleNotFoundError) and e.name == module:
+            return f"{module} is not installed: pip install -r requirements-bench.txt"
+        try:
+            installed = f"{module} {metadata.version(module)} is installed"
+        except metadata.PackageNotFoundError:
+            installed = f"{module} is installed"
+        return (f"{installed} but does not import: {type(e).__name__}: {e}\n"
+                f"requirements-bench.txt names the versions the bench needs (pyarrow < 26 for NumPy 1.x, "
+                f"which ComfyUI-Manager installs): pip install -r requirements-bench.txt")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    for module in BENCH_MODULES:
+        problem = import_problem(module)
+        if problem:
+            print(f"bench: {problem}", file=sys.stderr)
+            return 2
     from .runner import Options, run
 
     fields = set(Options.__dataclass_fields__)
