@@ -10,6 +10,7 @@ then lets the sampler predict from the moved latent, adding the term that makes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -69,6 +70,7 @@ class Run:
     straight: bool = False  # other patches' gradients taken as identity (after one failed exact pass)
     txt_len: int = 0  # DiT: text tokens of the current model call
     node_id: str | None = None  # the guidance node, for notes shown on it
+    control_aliases: dict = field(default_factory=dict)  # id(ControlNet module) -> WeightAliases, per run
     _aliases: WeightAliases | None = None
 
     def __post_init__(self):
@@ -78,7 +80,7 @@ class Run:
 
     def reset(self) -> None:
         self.layer_maps, self.maps, self.losses, self.deltas, self.skipped, self.notes = [], {}, {}, {}, [], []
-        self.selection, self.straight, self._aliases = None, False, None
+        self.selection, self.straight, self._aliases, self.control_aliases = None, False, None, {}
 
     def note(self, text: str) -> None:
         """Tell the user once per run: the log, and the guidance node's text in the front end."""
@@ -172,11 +174,33 @@ def gradient_safe(fn, run: Run):
 def _gradient_options(model_options: dict, run: Run) -> dict:
     """model_options for the gradient pass: every patch list wrapped by `gradient_safe`."""
     to = dict(model_options.get("transformer_options", {}))
-    patches = to.get("patches")
-    if patches:
-        to["patches"] = {k: [gradient_safe(f, run) for f in v] if isinstance(v, list) else v
-                         for k, v in patches.items()}
+    patches = {k: [gradient_safe(f, run) for f in v] if isinstance(v, list) else v
+               for k, v in (to.get("patches") or {}).items()}
+    # the UNet keeps each input block's output for its skip connection and later adds a ControlNet's
+    # residual to it in place; the next block must read a copy, or autograd's saved input is overwritten
+    patches["input_block_patch_after_skip"] = [_own_copy, *patches.get("input_block_patch_after_skip", [])]
+    to["patches"] = patches
     return dict(model_options, transformer_options=to)
+
+
+def _own_copy(h: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+    """The skip tensor stays with the UNet, the next block reads a copy (gradient pass only)."""
+    return h.clone() if h.requires_grad else h
+
+
+def control_modules(conds: list[dict]) -> list[torch.nn.Module]:
+    """The networks of the ControlNets (chained ones included) that conds carry: the gradient pass runs
+    them on the latent, so their inference-mode weights need autograd-usable aliases as the model's do."""
+    out = []
+    for cond in conds:
+        ctrl, seen = cond.get("control"), 0
+        while ctrl is not None and seen < 64:
+            for name in ("control_model", "t2i_model"):
+                module = getattr(ctrl, name, None)
+                if isinstance(module, torch.nn.Module) and all(module is not m for m in out):
+                    out.append(module)
+            ctrl, seen = getattr(ctrl, "previous_controlnet", None), seen + 1
+    return out
 
 
 def _grad_pass(run: Run, guider, x, timestep, model_options):
@@ -191,7 +215,11 @@ def _grad_pass(run: Run, guider, x, timestep, model_options):
         t = timestep.detach().clone()
         run.layer_maps, run.guiding = [], True
         try:
-            with run.family.grad_pass(run):
+            with run.family.grad_pass(run), contextlib.ExitStack() as stack:
+                for module in control_modules(chosen):  # a ControlNet runs on the latent too
+                    if id(module) not in run.control_aliases:
+                        run.control_aliases[id(module)] = WeightAliases(module)
+                    stack.enter_context(run.control_aliases[id(module)])
                 for cond in chosen:
                     try:
                         comfy.samplers.calc_cond_batch(model, [[cond]], xg, t, options)
@@ -305,7 +333,7 @@ def make_outer_sample(run: Run):
         finally:
             run.active = False
             run.guiding = False
-            run._aliases = None
+            run._aliases, run.control_aliases = None, {}
 
     return outer_sample
 

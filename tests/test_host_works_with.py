@@ -50,7 +50,8 @@ def node(srv, cls: str, **inputs) -> dict:
     return {"class_type": cls, "inputs": inputs}
 
 
-def graph(srv, patch=None, order="before", scale=20.0, guided=True, positive=None, sampler=None, batch=1) -> dict:
+def graph(srv, patch=None, order="before", scale=20.0, guided=True, positive=None, sampler=None, batch=1,
+          size=SIZE) -> dict:
     """The test graph: checkpoint -> [patch] -> PoS Guidance -> [patch] -> KSampler -> SaveLatent.
 
     `patch(g, model) -> model` adds a model node; `positive(g) -> ref` builds the positive; `sampler(g,
@@ -60,7 +61,7 @@ def graph(srv, patch=None, order="before", scale=20.0, guided=True, positive=Non
         "rel": node(srv, "PoSRelationsFromPrompt", clip=["ckpt", 1], text=PROMPT),
         "neg": node(srv, "CLIPTextEncode", clip=["ckpt", 1], text="blurry"),
         "other": node(srv, "CLIPTextEncode", clip=["ckpt", 1], text="a red sky over a calm sea"),
-        "lat": node(srv, "EmptyLatentImage", width=SIZE, height=SIZE, batch_size=batch),
+        "lat": node(srv, "EmptyLatentImage", width=size, height=size, batch_size=batch),
     }
     m = ["ckpt", 0]
     if patch is not None and order == "before":
@@ -149,7 +150,7 @@ def test_lora_loader_with_its_clip(srv):
         g["rel"]["inputs"]["clip"] = ["lora", 1]
         return ["lora", 0]
 
-    check(srv, patch=lora)
+    check(srv, patch=lora, orders=("before",))  # after PoS Guidance its CLIP would feed the relations: a cycle
 
 
 def test_model_merge_simple(srv):
@@ -200,11 +201,9 @@ CONDITIONING = {
     "ConditioningAverage": lambda g: node_ref(g, "ConditioningAverage", conditioning_to=["rel", 0],
                                               conditioning_from=["other", 0], conditioning_to_strength=0.7),
     "ConditioningSetArea/other": combine(lambda g: node_ref(
-        g, "ConditioningSetArea", conditioning=["other", 0], width=SIZE // 2, height=SIZE, x=SIZE // 2, y=0,
-        strength=1.0)),
+        g, "ConditioningSetArea", conditioning=["other", 0], width=64, height=128, x=64, y=0, strength=1.0)),
     "ConditioningSetArea/relations": lambda g: node_ref(g, "ConditioningCombine", conditioning_1=node_ref(
-        g, "ConditioningSetArea", conditioning=["rel", 0], width=SIZE, height=SIZE // 2, x=0, y=SIZE // 2,
-        strength=1.0),
+        g, "ConditioningSetArea", conditioning=["rel", 0], width=128, height=64, x=0, y=64, strength=1.0),
         conditioning_2=["other", 0]),
     "ConditioningSetMask": combine(lambda g: node_ref(
         g, "ConditioningSetMask", conditioning=["other", 0], strength=1.0, set_cond_area="default",
@@ -225,7 +224,8 @@ def node_ref(g, cls, **inputs):
 
 @pytest.mark.parametrize("name", list(CONDITIONING))
 def test_conditioning(srv, name):
-    check(srv, positive=CONDITIONING[name])
+    # areas are at least 64 px (the node's minimum): those graphs sample 128 px
+    check(srv, positive=CONDITIONING[name], size=128 if "SetArea" in name else SIZE)
 
 
 def custom(guider: str, **extra):
@@ -323,7 +323,7 @@ def seed_search(g, m, pos):
 def test_seed_search_takes_the_same_chains(srv, kind):
     """PoS Seed Search over a guided MODEL chained with another node runs, guided, with no step skipped."""
     kw = {"model patch": {"patch": with_defaults(srv, "FreeU_V2"), "order": "after"},
-          "area cond": {"positive": CONDITIONING["ConditioningSetArea/relations"]},
+          "area cond": {"positive": CONDITIONING["ConditioningSetArea/relations"], "size": 128},
           "LoRA": {"patch": with_defaults(srv, "LoraLoaderModelOnly", lora_name="pos_random_lora.safetensors",
                                           strength_model=1.0)}}[kind]
     guided = latent(srv, graph(srv, sampler=seed_search, scale=50.0, **kw))
