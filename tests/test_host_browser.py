@@ -1,6 +1,7 @@
 """Real-browser test: Debian's headless Chromium, driven by Playwright, against the real ComfyUI server
 and its real front end (comfyui-frontend-package). Screenshots go to $POS_ARTIFACTS (default
-tests/artifacts, not committed); with POS_UPDATE_PREVIEWS=1 they also become the workflow previews."""
+tests/artifacts, not committed); with POS_UPDATE_PREVIEWS=1 they also become the workflow previews and
+the help-page previews (docs/help_*.jpg). The minimap is closed before any screenshot."""
 
 from __future__ import annotations
 
@@ -60,8 +61,15 @@ def browser_page(comfyui_path, tiny_models, tmp_path_factory):
             page.goto(srv.url)
             page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
             page.wait_for_timeout(3000)
+            close_minimap(page)
             yield srv, page
             browser.close()
+
+
+def close_minimap(page) -> None:
+    """The front end opens its minimap over the bottom-right of the canvas: close it (a user setting)."""
+    page.evaluate("async () => { await app.extensionManager.setting.set('Comfy.Minimap.Visible', false); }")
+    page.wait_for_timeout(500)
 
 
 def test_workflows_are_in_the_template_browser(browser_page):
@@ -147,3 +155,93 @@ def update_picture(src: Path, dst: Path, size=(850, 500)) -> None:
 
     dst.parent.mkdir(exist_ok=True)
     Image.open(src).convert("RGB").resize(size).save(dst, quality=85)
+
+
+# ------------------------------------------------------------------------ node help pages (docs panel)
+
+HELP_NODES = ["PoSRelationsFromPrompt", "PoSRelation", "PoSGuidance", "PoSAttentionCapture", "PoSAttentionMaps",
+              "PoSDetectorLoader", "PoSDepthLoader", "PoSScore", "PoSSeedSearch", "SR4GSpatialCaptions"]
+HELP_PREVIEWS = {"PoSGuidance": "help_guidance.jpg", "PoSScore": "help_score.jpg"}
+
+
+@pytest.fixture(scope="module")
+def docs_page(comfyui_path, tmp_path_factory):
+    """A plain server with the pack (no model files: the docs panel needs none) and a browser that records
+    every failed request."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("comfy_docs")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with comfy_host.server(comfyui_path, base) as srv:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            failed: list[tuple[int, str]] = []
+            page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+            page.goto(srv.url)
+            page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+            page.wait_for_timeout(3000)
+            page.keyboard.press("Escape")  # the template browser of a first visit
+            close_minimap(page)
+            yield srv, page, failed
+            browser.close()
+
+
+def test_web_directory_serves_the_help_pages(docs_page):
+    srv, _, _ = docs_page
+    import urllib.request
+
+    for node in HELP_NODES:
+        with urllib.request.urlopen(f"{srv.url}/extensions/pos-spatial/docs/{node}.md", timeout=30) as r:
+            assert r.status == 200 and r.read().decode().startswith("# ")
+
+
+@pytest.mark.parametrize("node_id", HELP_NODES)
+def test_docs_panel_shows_the_pack_page_with_its_pictures(docs_page, node_id):
+    """Select the node, press the selection toolbox's info button: the node library's help panel shows the
+    pack's page (its Markdown headings, not the generic description) and every picture in it loads."""
+    srv, page, failed = docs_page
+    failed.clear()
+    page.evaluate("""(type) => {
+      app.graph.clear();
+      const n = LiteGraph.createNode(type);
+      n.pos = [600, 450];
+      app.graph.add(n);
+      app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0];
+      app.canvas.deselectAll && app.canvas.deselectAll();
+      app.canvas.selectNode(n);
+      app.graph.setDirtyCanvas(true, true);
+    }""", node_id)
+    page.wait_for_timeout(800)
+    page.locator('[data-testid="info-button"]').first.dispatch_event("click")
+    help_ = page.locator(".node-help-content")
+    help_.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const h = document.querySelector('.node-help-content');"
+                           " return h && h.querySelector('h2'); }", timeout=30_000)
+    headings = help_.locator("h2").all_inner_texts()
+    assert "Inputs" in headings and "Common mistakes" in headings, (node_id, headings)
+    assert page.locator(".fallback-content").count() == 0, "the generic description is shown, not the page"
+    page.wait_for_function("() => [...document.querySelectorAll('.node-help-content img')].every(i => i.complete)",
+                           timeout=30_000)
+    images = page.evaluate("[...document.querySelectorAll('.node-help-content img')]"
+                           ".map(i => [i.getAttribute('src'), i.naturalWidth])")
+    page_md = (ROOT / "web" / "docs" / f"{node_id}.md").read_text(encoding="utf-8")
+    assert len(images) == page_md.count("!["), images
+    for src, width in images:
+        assert src.startswith("/extensions/pos-spatial/docs/img/") and width > 0, (src, width)
+    # the only failed request allowed is the front end's locale probe (docs/<id>/en.md), which the
+    # pack answers with its one page docs/<id>.md
+    bad = [(s, u) for s, u in failed if "/extensions/pos-spatial/" in u and not u.endswith(f"/docs/{node_id}/en.md")]
+    assert not bad, bad
+    # ComfyUI 0.3.64 writes no access log, so the 404s are read from the browser's responses above; its
+    # log must not name a docs file either (a failed static route logs there)
+    log = srv.log.read_text(errors="replace")
+    assert "pos-spatial/docs" not in log, log[-2000:]
+    if node_id in HELP_PREVIEWS:
+        shot = ARTIFACTS / f"help_{node_id}.png"
+        page.screenshot(path=str(shot))
+        if os.environ.get("POS_UPDATE_PREVIEWS"):
+            update_picture(shot, ROOT / "docs" / HELP_PREVIEWS[node_id], (1120, 700))
+    page.locator('[data-testid="info-button"]').first.dispatch_event("click")  # toggles the panel closed
+    page.wait_for_timeout(500)

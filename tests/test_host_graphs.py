@@ -150,21 +150,24 @@ def test_cancel_stops_a_seed_search_promptly(srv):
     assert time.time() - t0 < 15
 
 
-def test_readme_documents_every_node_input_and_output(srv):
-    """The README's node reference names every input and output of every node, under its display name."""
+def test_help_pages_document_every_node_input_and_output(srv):
+    """Each node's help page (web/docs/<node id>.md, what the front end's docs panel shows) names every
+    input and output the running node has, as /object_info gives them (the host-free
+    tests/test_node_docs.py checks the same against the node sources)."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    docs = Path(__file__).resolve().parents[1] / "web" / "docs"
     info = srv.get("/object_info")
     for name, node in info.items():
         if node.get("category") != "PoS spatial":
             continue
-        title = f"### {node['display_name']}"
-        assert title in readme, title
-        section = readme.split(title, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        page = docs / f"{name}.md"
+        assert page.exists(), page
+        text = page.read_text(encoding="utf-8")
+        assert text.startswith(f"# {node['display_name']}\n"), name
         inputs = [*node["input"].get("required", {}), *node["input"].get("optional", {})]
-        missing = [i for i in inputs if i not in section]
-        missing += [o for o in node["output_name"] if o not in section]
+        missing = [i for i in inputs if f"| `{i}` |" not in text]
+        missing += [o for o in node["output_name"] if f"| `{o}` |" not in text]
         assert not missing, (node["display_name"], missing)
 
 

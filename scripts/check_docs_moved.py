@@ -1,0 +1,86 @@
+"""Checks that nothing of an old README was lost when it was split into README.md and topic pages:
+every non-blank line (prose, table row, command) of OLD appears in README.md, docs/*.md or a node help
+page (web/docs/*.md), compared after normalising whitespace, heading marks and Markdown links
+(`[text](url)` counts as `text`). Prints the lines not found; exit status 1 when there are any.
+
+    python scripts/check_docs_moved.py OLD_README.md        # or: --rev GIT_REV (git show REV:README.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def norm(line: str) -> str:
+    line = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", line)  # links and images: their text
+    line = re.sub(r"^#+\s*", "", line.strip())
+    line = re.sub(r"^\|?\s*-+\s*(\|\s*-+\s*)*\|?$", "", line)  # table separators
+    return re.sub(r"\s+", " ", line).strip()
+
+
+def targets() -> str:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "web" / "docs").glob("*.md"))]
+    text = "\n".join(norm(l) for f in files for l in f.read_text(encoding="utf-8").splitlines())
+    return text
+
+
+# The old node reference ("## Nodes") was rewritten into the nodes' help pages (web/docs/<node id>.md, in
+# the front end's table layout), so its lines are not there word for word: for them, every code span
+# (`...`: names, defaults, values) must appear in a help page; tests/test_node_docs.py checks that each
+# page lists exactly its node's inputs and outputs.
+REWRITTEN = {"Nodes": ROOT / "web" / "docs"}
+# Lines corrected on the way (old text, why).
+CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a second with no network access.":
+             "the pack registers 10 nodes (the old README said 9)"}
+
+
+def sections(old: str) -> list[tuple[str, str]]:
+    """(top-level section title, line) for every line of a README ('' before the first '## ')."""
+    out, title, fence = [], "", False
+    for line in old.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if not fence and line.startswith("## "):
+            title = line[3:].strip()
+        out.append((title, line))
+    return out
+
+
+def missing(old: str) -> list[str]:
+    have = targets()
+    pages = {t: "\n".join(f.read_text(encoding="utf-8") for f in sorted(d.glob("*.md"))) for t, d in REWRITTEN.items()}
+    out = []
+    for title, line in sections(old):
+        n = norm(line)
+        if not n or n in have or line.strip() in CORRECTED:
+            continue
+        if title in pages and line.strip() != f"## {title}":
+            spans = re.findall(r"`([^`]+)`", line)
+            if all(s in pages[title] for s in spans):
+                continue
+        out.append(line)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("old", nargs="?")
+    ap.add_argument("--rev", help="read the old README from this git revision")
+    args = ap.parse_args()
+    old = (subprocess.run(["git", "show", f"{args.rev}:README.md"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout if args.rev else Path(args.old).read_text(encoding="utf-8"))
+    lost = missing(old)
+    for line in lost:
+        print(line)
+    print(f"{len(lost)} line(s) of the old README not found", file=sys.stderr)
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
