@@ -124,6 +124,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help=f"a {QUICK_STEPS}-step testbed instead of "
                                                          f"the demo's {BUILTIN_TRAIN_STEPS}")
     ap.add_argument("--max-seed", type=int, default=40)
+    ap.add_argument("--checkpoint", default="", help="a trained testbed checkpoint to use instead (e.g. the "
+                                                      "2400-step one of benchmarks/effect.py train)")
     ap.add_argument("--icon", action="store_true", help="make docs/icon.png (the Registry icon) and stop")
     args = ap.parse_args()
     if args.icon:
@@ -133,7 +135,13 @@ def main() -> int:
     if not (comfy / "main.py").is_file():
         print("set COMFYUI_PATH to a ComfyUI checkout", file=sys.stderr)
         return 2
-    ckpt = train_builtin(comfy, QUICK_STEPS if args.quick else BUILTIN_TRAIN_STEPS)
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint).resolve()
+        if not ckpt.is_file():
+            print(f"--checkpoint: no file at {ckpt}", file=sys.stderr)
+            return 2
+    else:
+        ckpt = train_builtin(comfy, QUICK_STEPS if args.quick else BUILTIN_TRAIN_STEPS)
     OUT.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="pos_doc_pictures_"))
     try:
