@@ -8,10 +8,14 @@ Starts one server (tests/comfy_host.server: `main.py --cpu` with this pack), bui
 sizes; some beside a stock model patch before PoS Guidance: FreeU_V2, RescaleCFG,
 PerturbedAttentionGuidance, LoraLoaderModelOnly; some with PoS Seed Search instead of KSampler; some
 with PoS Attention Maps whose JSON report goes to Preview Any), each ending in SaveLatent. The first
-graph is queued again as the last one. All are queued at once; then --cancel of them are cancelled:
-half by POST /queue {"delete": [...]} while still pending, half by POST /interrupt {"prompt_id": ...}
-while each is running (watched on /queue's queue_running). The server's RSS (VmRSS of its process) is
-read once 20 runs have completed and when the queue is empty.
+graph is queued again as the last one; some graphs are "siblings" of the one before (the same graph
+up to PoS Guidance, another sampler seed), so ComfyUI serves PoS Guidance's output (patched model and
+run state) from its cache to the next prompt. After a warm-up (the first 10 graphs with other seeds),
+all are queued at once; then --cancel of them are cancelled: half by POST /queue {"delete": [...]}
+while still pending, half by POST /interrupt {"prompt_id": ...} while each is running (on /queue's
+queue_running), once its sampler has reported a step on the websocket (mid-sampling); the prompt
+after each interrupted one is its sibling. The server's RSS (VmRSS of its process) is read once 20
+runs have completed and when the queue is empty.
 
 Checks (exit status 1 if one fails):
   - every prompt that was not cancelled succeeded, and no deleted prompt ran;
@@ -35,6 +39,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 2e-5  # max |a - b| over max |b|: CPU float32 is deterministic, so this is ~0 when all is well
 RSS_GROWTH = 5.0  # per cent, after the first RSS_AFTER completed runs to the end
 RSS_AFTER = 20
+WARMUP = 10  # warm-up runs before the load (the first graphs with other seeds)
 SAMPLERS = (("euler", "normal"), ("euler_ancestral", "normal"), ("dpmpp_2m", "karras"), ("heun", "normal"))
 PATCHES = (None, None, "FreeU_V2", "RescaleCFG", "PerturbedAttentionGuidance", "LoraLoaderModelOnly")
 
@@ -123,15 +129,29 @@ def make_graph(i: int, rng: random.Random, prompt: str, ckpt: str, size: int, st
     return g
 
 
-def make_graphs(n: int, ckpt: str, size: int, steps: int, lora: str | None, seed: int = 0) -> list[dict]:
-    """n graphs; the last is the first again (same graph queued first and last)."""
+def is_search(i: int) -> bool:
+    return i % 5 == 2
+
+
+def make_graphs(n: int, ckpt: str, size: int, steps: int, lora: str | None, seed: int = 0,
+                siblings: set[int] = frozenset()) -> list[dict]:
+    """n graphs (n >= 3); the last is the first again (same graph queued first and last). A sibling
+    (index in `siblings`, its predecessor a KSampler graph) is its predecessor with another sampler seed:
+    everything up to PoS Guidance is identical, so ComfyUI serves PoS Guidance's outputs (the patched
+    model and its run state) from the cache, and that run state meets a second sampling."""
     from pos_core.scenes import eval_cases
 
     rng = random.Random(seed)
-    cases = eval_cases(max(n - 1, 1), seed=1234 + seed, held_out=False)
-    graphs = [make_graph(i, rng, cases[i][0], ckpt, size, steps, lora) for i in range(max(n - 1, 1))]
+    cases = eval_cases(n - 1, seed=1234 + seed, held_out=False)
+    graphs = []
+    for i in range(n - 1):
+        g = make_graph(i, rng, cases[i][0], ckpt, size, steps, lora)
+        if i in siblings and i > 0 and graphs[i - 1]["6"]["class_type"] == "KSampler":
+            g = copy.deepcopy(graphs[i - 1])
+            g["6"]["inputs"]["seed"] = rng.randrange(2 ** 32)
+        graphs.append(g)
     graphs.append(copy.deepcopy(graphs[0]))
-    return graphs[:n]
+    return graphs
 
 
 def with_prefix(graph: dict, prefix: str) -> dict:
@@ -194,6 +214,39 @@ def run_alone(srv, graph: dict, log) -> dict:
     raise RuntimeError("POST /free did not reset the execution cache")
 
 
+class Progress(threading.Thread):
+    """The server's websocket for this client: the prompt ids whose sampler node (id "6") reported a
+    finished step ("progress" messages), so an interrupt can land mid-sampling."""
+
+    def __init__(self, srv):
+        super().__init__(daemon=True)
+        self.url = srv.url.replace("http://", "ws://") + f"/ws?clientId={srv.client_id}"
+        self.sampling: set[str] = set()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        import asyncio
+
+        import aiohttp  # ComfyUI's own dependency
+
+        async def listen():
+            async with aiohttp.ClientSession() as session, session.ws_connect(self.url, max_msg_size=0) as ws:
+                self.ready.set()
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue  # binary previews
+                    d = json.loads(msg.data)
+                    if d.get("type") == "progress" and d["data"].get("node") == "6" and d["data"]["value"] >= 1:
+                        self.sampling.add(d["data"]["prompt_id"])
+
+        try:
+            asyncio.run(listen())
+        except Exception:  # the server went away: the run is over
+            pass
+        finally:
+            self.ready.set()
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, steps: int = 3,
@@ -223,26 +276,39 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
         lora = "pos_random_lora.safetensors"
         if not (base / "models" / "loras" / lora).exists():
             (base / "models" / "loras" / lora).symlink_to(comfy_host.fixture_lora())
-    graphs = make_graphs(n, ckpt_name, size, steps, lora, seed)
-    n = len(graphs)
+    if n < 3:
+        raise ValueError("queue_load needs n >= 3")
     # cancel targets: deletions spread over the queue's second half (still pending when deleted),
-    # interrupts spread over the rest; never the first or last graph (the carry-over pair)
+    # interrupts spread over the KSampler graphs of the rest; never the first or last graph (the
+    # carry-over pair). The graph after an interrupted one is its sibling (same PoS Guidance node,
+    # reused from the cache, another seed), so the interrupted run state meets the next sampling.
     n_del, n_int = cancel // 2, cancel - cancel // 2
-    inner = list(range(1, n - 1))
+    inner = list(range(1, n - 2))
     half = [i for i in inner if i >= n // 2]
     deleted = set(half[::max(1, len(half) // max(n_del, 1))][:n_del]) if n_del else set()
-    rest = [i for i in inner if i not in deleted]
-    targets = set(rest[::max(1, len(rest) // max(n_int, 1))][:n_int]) if n_int else set()
+    rest = [i for i in inner if i not in deleted and i - 1 not in deleted and not is_search(i)]
+    targets = set(rest[::max(2, len(rest) // max(n_int, 1))][:n_int]) if n_int else set()
+    siblings = {t + 1 for t in targets if t + 1 not in deleted | targets}
+    siblings |= {i for i in range(2, n - 1) if i % 8 == 6 and i not in deleted and not is_search(i - 1)}
+    graphs = make_graphs(n, ckpt_name, size, steps, lora, seed, siblings)
     failures: list[str] = []
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
     t_start = time.time()
     with comfy_host.server(comfyui, base, env=env) as srv:
-        # warm up (checkpoint load, first-call costs) so the first runs are like the rest; another
-        # seed, so that graph 0 is not served from the cache
-        warm = with_prefix(graphs[0], "qload/warmup")
-        key = "seed" if "seed" in warm["6"]["inputs"] else "noise_seed"
-        warm["6"]["inputs"][key] += 1
-        srv.run(warm)
+        # warm up (checkpoint load, first-call costs of each kind of graph: patches, seed search, maps,
+        # batch 2) so that the first measured runs are like the rest; other seeds, so that no load
+        # graph is served from the cache
+        warm_ids = []
+        for k in range(min(WARMUP, n - 1)):
+            warm = with_prefix(graphs[k], f"qload/warmup{k}")
+            warm["6"]["inputs"]["seed"] += 1
+            warm_ids.append(srv.queue(warm)["prompt_id"])
+        for pid in warm_ids:
+            if srv.wait(pid)["status"]["status_str"] != "success":
+                raise RuntimeError(f"a warm-up graph failed; log: {srv.log.read_text()[-3000:]}")
+        watch = Progress(srv)
+        watch.start()
+        watch.ready.wait(30)
         t0 = time.time()
         ids = []
         for i, g in enumerate(graphs):
@@ -259,9 +325,8 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
             q = srv.get("/queue")
             running = [index[item[1]] for item in q["queue_running"] if item[1] in index]
             pending = {index[item[1]] for item in q["queue_pending"] if item[1] in index}
-            for i in running:
-                if i in targets and i not in interrupted_at:
-                    time.sleep(0.2)  # into the run
+            for i in running:  # once its sampler finished a step: mid-run (targeted at that prompt only)
+                if i in targets and i not in interrupted_at and ids[i] in watch.sampling:
                     srv.post("/interrupt", {"prompt_id": ids[i]})
                     interrupted_at[i] = time.time()
             done = len(live) - len(running) - len(pending & live)
@@ -272,7 +337,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
                 break
             if srv.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited; log: {srv.log.read_text()[-3000:]}")
-            time.sleep(0.05)
+            time.sleep(0.02)
         t_load = time.time() - t0
         rss_end = rss_mib(srv.proc.pid)
         log(f"  queue empty after {t_load:.0f} s: RSS {rss_end:.0f} MiB")
@@ -285,6 +350,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
         if ran_deleted:
             failures.append(f"deleted prompts ran anyway: {ran_deleted}")
         finished, interrupted, errored = [], [], []
+        interrupted_in: dict[str, int] = {}  # the node each interrupt stopped
         for i in sorted(live):
             e = entries.get(i)
             if e is None:
@@ -295,6 +361,8 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
                 finished.append(i)
             elif "execution_interrupted" in msgs:
                 interrupted.append(i)
+                node = msgs["execution_interrupted"].get("node_type") or "between nodes"
+                interrupted_in[node] = interrupted_in.get(node, 0) + 1
             else:
                 errored.append((i, json.dumps(msgs.get("execution_error", msgs))[:1500]))
         stray = sorted(set(interrupted) - targets)
@@ -305,10 +373,15 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
         missed = sorted(targets - set(interrupted))
         if missed:
             log(f"  note: {len(missed)} interrupt targets finished before the interrupt landed: {missed}")
+        reused = []  # finished prompts whose PoS Guidance outputs came from the cache
         for i in finished:
             cached = messages(entries[i]).get("execution_cached", {}).get("nodes", [])
             if "6" in cached:
                 failures.append(f"prompt {i}: its sampler node was served from the cache")
+            if "4" in cached:
+                reused.append(i)
+        after_interrupt = [i + 1 for i in interrupted if i + 1 in finished]
+        after_interrupt_reused = [i for i in after_interrupt if i in reused]
         rss_after_load = rss_end
         # the same graph alone, after an execution cache reset
         t1 = time.time()
@@ -350,9 +423,12 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
     elif not growth < RSS_GROWTH:
         failures.append(f"server RSS grew {growth:.1f} % after the first {rss_after} runs (limit {RSS_GROWTH} %)")
     return {
-        "prompts": n, "deleted": len(deleted), "interrupted": len(interrupted), "cancelled":
+        "prompts": n, "deleted": len(deleted), "interrupted": len(interrupted), "interrupted_in": interrupted_in, "cancelled":
         len(deleted) + len(interrupted), "finished": len(finished), "errored": len(errored),
-        "compared": len(finished), "maps_reports_compared": reports_checked, "mismatches": len(set(mismatches)),
+        "compared": len(finished), "maps_reports_compared": reports_checked,
+        "guidance_reused": len(reused), "after_interrupt": len(after_interrupt),
+        "after_interrupt_reused": len(after_interrupt_reused),
+        "after_interrupt_mismatches": len(set(after_interrupt) & set(mismatches)), "mismatches": len(set(mismatches)),
         "max_rel_diff": max_rel, "first_last_rel_diff": first_last, "rss_after": rss_after, "rss_after_n_mib": rss20,
         "rss_end_mib": rss_after_load, "rss_growth_pct": growth, "rss_after_alone_runs_mib": rss_final,
         "load_wall_s": t_load, "alone_wall_s": t_ref, "total_wall_s": time.time() - t_start,
@@ -369,10 +445,14 @@ def table(f: dict) -> str:
         ("prompts queued at once", fmt(f["prompts"])),
         ("cancelled: deleted while pending / interrupted while running",
          f"{f['cancelled']}: {f['deleted']} / {f['interrupted']}"),
+        ("interrupts stopped in", ", ".join(f"{k} {v}" for k, v in sorted(f["interrupted_in"].items())) or "n/a"),
         ("finished (compared with the same graph alone)", fmt(f["finished"])),
         ("failed (neither finished nor cancelled)", fmt(f["errored"])),
         ("of them with a PoS Attention Maps report compared", fmt(f["maps_reports_compared"])),
-        ("mismatches", fmt(f["mismatches"])),
+        ("of them reusing a cached PoS Guidance run state", fmt(f["guidance_reused"])),
+        ("finished right after an interrupted prompt (of them reusing its PoS Guidance)",
+         f"{f['after_interrupt']} ({f['after_interrupt_reused']})"),
+        ("mismatches (of them right after an interrupt)", f"{f['mismatches']} ({f['after_interrupt_mismatches']})"),
         ("max relative latent diff vs alone", fmt(f["max_rel_diff"], "{:.3g}")),
         ("first vs last (same graph) relative diff", fmt(f["first_last_rel_diff"], "{:.3g}")),
         (f"server RSS after {f['rss_after']} completed runs (MiB)", fmt(f["rss_after_n_mib"], "{:.0f}")),
