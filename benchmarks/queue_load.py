@@ -205,7 +205,7 @@ def run_alone(srv, graph: dict, log) -> dict:
     """The graph by itself after POST /free (execution cache reset): its history entry, no node cached."""
     for attempt in range(3):
         srv.post("/free", {"free_memory": True})
-        time.sleep(0.5 + attempt)  # the worker takes the flags when idle (set_flag wakes it)
+        time.sleep(0.1 + attempt)  # the worker takes the flags when idle (set_flag wakes it)
         entry = srv.run(graph)
         cached = messages(entry).get("execution_cached", {}).get("nodes", [])
         if not cached:
