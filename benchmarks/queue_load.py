@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 2e-5  # max |a - b| over max |b|: CPU float32 is deterministic, so this is ~0 when all is well
 RSS_GROWTH = 5.0  # per cent, after the first RSS_AFTER completed runs to the end
 RSS_AFTER = 20
+TRACE_EVERY = 20  # completed runs between RSS readings of the trace
 WARMUP = 10  # warm-up runs before the load (the first graphs with other seeds)
 SAMPLERS = (("euler", "normal"), ("euler_ancestral", "normal"), ("dpmpp_2m", "karras"), ("heun", "normal"))
 PATCHES = (None, None, "FreeU_V2", "RescaleCFG", "PerturbedAttentionGuidance", "LoraLoaderModelOnly")
@@ -286,7 +287,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
     inner = list(range(1, n - 2))
     half = [i for i in inner if i >= n // 2]
     deleted = set(half[::max(1, len(half) // max(n_del, 1))][:n_del]) if n_del else set()
-    rest = [i for i in inner if i not in deleted and i - 1 not in deleted and not is_search(i)]
+    rest = [i for i in inner if not {i - 1, i, i + 1} & deleted and not is_search(i)]
     targets = set(rest[::max(2, len(rest) // max(n_int, 1))][:n_int]) if n_int else set()
     siblings = {t + 1 for t in targets if t + 1 not in deleted | targets}
     siblings |= {i for i in range(2, n - 1) if i % 8 == 6 and i not in deleted and not is_search(i - 1)}
@@ -320,6 +321,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
         index = {pid: i for i, pid in enumerate(ids)}
         interrupted_at: dict[int, float] = {}
         rss20 = None
+        trace: list[tuple[int, float]] = []
         live = set(range(n)) - deleted
         while True:
             q = srv.get("/queue")
@@ -333,6 +335,8 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
             if rss20 is None and done >= rss_after:
                 rss20 = rss_mib(srv.proc.pid)
                 log(f"  {done} runs completed: RSS {rss20:.0f} MiB")
+            if done >= len(trace) * TRACE_EVERY:  # RSS every TRACE_EVERY completed runs (a leak is a slope)
+                trace.append((done, round(rss_mib(srv.proc.pid), 1)))
             if not running and not pending:
                 break
             if srv.proc.poll() is not None:
@@ -340,6 +344,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
             time.sleep(0.02)
         t_load = time.time() - t0
         rss_end = rss_mib(srv.proc.pid)
+        trace.append((len(live), round(rss_end, 1)))
         log(f"  queue empty after {t_load:.0f} s: RSS {rss_end:.0f} MiB")
         entries: dict[int, dict] = {}
         for i, pid in enumerate(ids):
@@ -431,6 +436,7 @@ def run(comfyui: Path, n: int = 200, cancel: int = 20, size: int | None = None, 
         "after_interrupt_mismatches": len(set(after_interrupt) & set(mismatches)), "mismatches": len(set(mismatches)),
         "max_rel_diff": max_rel, "first_last_rel_diff": first_last, "rss_after": rss_after, "rss_after_n_mib": rss20,
         "rss_end_mib": rss_after_load, "rss_growth_pct": growth, "rss_after_alone_runs_mib": rss_final,
+        "rss_trace": trace,
         "load_wall_s": t_load, "alone_wall_s": t_ref, "total_wall_s": time.time() - t_start,
         "size": size, "steps": steps, "checkpoint": ckpt_name, "threads": threads or "default",
         "failures": failures,
@@ -459,6 +465,7 @@ def table(f: dict) -> str:
         ("server RSS when the queue emptied (MiB)", fmt(f["rss_end_mib"], "{:.0f}")),
         ("RSS growth", fmt(f["rss_growth_pct"], "{:+.2f} %")),
         ("server RSS after the alone runs (MiB)", fmt(f["rss_after_alone_runs_mib"], "{:.0f}")),
+        (f"RSS trace (completed runs: MiB)", ", ".join(f"{d}: {m:.0f}" for d, m in f["rss_trace"])),
         ("wall time: load / alone runs / total (s)",
          f"{f['load_wall_s']:.0f} / {f['alone_wall_s']:.0f} / {f['total_wall_s']:.0f}"),
         ("setup", f"{f['checkpoint']}, {f['size']} px, {f['steps']} steps, threads {f['threads']}"),
