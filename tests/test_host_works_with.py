@@ -163,11 +163,6 @@ def test_model_merge_simple(srv):
     check(srv, patch=merge)
 
 
-def test_another_packs_attn2_replace_is_kept(srv):
-    """An attn2 replace put on the model before PoS Guidance (as IPAdapter does) keeps running."""
-    check(srv, patch=with_defaults(srv, "UNetCrossAttentionMultiply", q=1.0, k=1.0, v=1.5, out=1.0))
-
-
 def test_controlnet(srv):
     def cn(g):
         g["cnl"] = node(srv, "ControlNetLoader", control_net_name="pos_random_controlnet.safetensors")
