@@ -236,7 +236,7 @@ class Bench:
         from Prompt's CONDITIONING, so PoS Guidance on the model reads only it (nodes/conds.py).
         ConditioningSetAreaPercentage, not ConditioningSetArea: the latter's widgets stop at 64 px in steps
         of 8, which cannot draw a 56 px region of the 128 px testbed image; both set the same `area`."""
-        r = rels.relations[0]
+        r = rels.relations[0]  # the testbed's prompts hold one relation
         boxes = layout_regions(r.relation)
         nodes = self.nodes
         with self.torch.inference_mode():
