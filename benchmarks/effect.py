@@ -2,7 +2,7 @@
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py train [--encoder isolated|mixing] [--steps N]
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py eval  [--encoder ...] [--n 200] [--out DIR]
-    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py tune --way center [--grid 5,10,20,40,80] [--n-val 60]
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py tune --way center [--grid 5,10,20,40,80,160,320] [--n-val 60]
     ... train|eval --arch flux   (the Flux-family testbed, benchmarks/testbed_flux.py)
 
 `train` builds the testbed checkpoint (benchmarks/testbed.py; seeded, cached in ~/.cache/pos_spatial_testbed
@@ -39,7 +39,7 @@ SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
 # midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
 LAYOUT_MARGIN = 1 / 16
 SCALED = ("psg", "center", "layout+psg", "psg+search")  # ways that take @S, and that `tune` tunes
-TUNE_GRID = "5,10,20,40,80"
+TUNE_GRID = "5,10,20,40,80,160,320"  # wide: the two objectives' gradients differ in size
 
 
 def setup() -> None:
