@@ -150,7 +150,8 @@ def apply_patch(model, name: str, lora_path: Path | None = None):
             kw[key] = str(lora_path)
         else:
             opts = s[1] if len(s) > 1 else {}
-            kw[key] = opts.get("default", s[0][0] if isinstance(s[0], list) else None)
+            first = s[0][0] if isinstance(s[0], list) else (opts.get("options") or [None])[0]
+            kw[key] = opts.get("default", first)
     kw.update(PATCH_INPUTS.get(name, {}))
     if name == "LoraLoaderModelOnly":  # a file outside the models folder: ComfyUI's own loader code
         import comfy.sd
