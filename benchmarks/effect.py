@@ -2,6 +2,7 @@
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py train [--encoder isolated|mixing] [--steps N]
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py eval  [--encoder ...] [--n 200] [--out DIR]
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py tune --way center [--grid 5,10,20,40,80,160,320] [--n-val 60]
     ... train|eval --arch flux   (the Flux-family testbed, benchmarks/testbed_flux.py)
 
 `train` builds the testbed checkpoint (benchmarks/testbed.py; seeded, cached in ~/.cache/pos_spatial_testbed
@@ -10,6 +11,14 @@ own nodes in-process in the real ComfyUI (PoS Relations from Prompt, PoS Guidanc
 KSampler code), segments both objects exactly from their latent patterns, scores them with pos_core
 (PSE, VISOR verdicts, object accuracy) and prints a Markdown table with bootstrap 95 % intervals and
 seconds per image; --out also writes results.json and table.md.
+
+Ways (--ways, comma-separated): unguided; psg@S (PoS Guidance, pos objective, scale S); center@S (the same
+guidance, schedule and maps with the center objective); layout (no gradient: regional conditioning from
+stock nodes, `layout_conditioning`); layout+psg[@S] (that conditioning with PoS Guidance on the model, scale
+20 unless @S); psg+search[@S] (PoS Seed Search, attention ranking, default N = 8, over a PoS-Guided model);
+search-attention (N = 8); search-pse (N = 4). `tune` chooses the scale of a scale-bearing way (psg, center,
+layout+psg, psg+search) from a grid on validation cases disjoint from the reported ones
+(pos_core.scenes.validation_cases) and prints it.
 """
 
 from __future__ import annotations
@@ -24,6 +33,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, CFG, SAMPLER, SCHEDULER, SIZE = 20, 5.0, "euler", "normal", 128
+DEFAULT_SCALE = 20.0  # PoS Guidance's default, for ways named without @S
+SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
+# layout: each object's region is its half of the image, less LAYOUT_MARGIN (a fraction of the side) on the
+# midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
+LAYOUT_MARGIN = 1 / 16
+SCALED = ("psg", "center", "layout+psg", "psg+search")  # ways that take @S, and that `tune` tunes
+TUNE_GRID = "5,10,20,40,80,160,320"  # wide: the two objectives' gradients differ in size
 
 
 def setup() -> None:
@@ -209,13 +225,31 @@ class Bench:
             return self.nodes.common_ksampler(model, seed, STEPS, CFG, SAMPLER, SCHEDULER, cond, self.neg,
                                               self.latent)[0]["samples"][0]
 
-    def guided(self, rels, scale: float):
+    def guided(self, rels, scale: float, objective: str = "pos"):
         with self.torch.inference_mode():
             return self.guidance.PoSGuidance.execute(self.model, rels, scale, 0.5, -1.0, True, "auto",
-                                                     self.blocks).result
+                                                     self.blocks, objective=objective).result
 
-    def seed_search(self, cond, rels, seed: int, mode: str, candidates: int, search_steps: int = 4):
-        kw = dict(model=self.model, positive=cond, negative=self.neg, latent_image=self.latent, relations=rels,
+    def layout_conditioning(self, prompt: str, cond, rels):
+        """What a ComfyUI user builds for a layout from stock nodes: one prompt per object ("a cat", "a dog",
+        CLIPTextEncode) on its side's region (ConditioningSetAreaPercentage, strength 1), combined with the
+        whole prompt's conditioning (ConditioningCombine). The whole prompt comes first and is PoS Relations
+        from Prompt's CONDITIONING, so PoS Guidance on the model reads only it (nodes/conds.py).
+        ConditioningSetAreaPercentage, not ConditioningSetArea: the latter's widgets stop at 64 px in steps
+        of 8, which cannot draw a 56 px region of the 128 px testbed image; both set the same `area`."""
+        r = rels.relations[0]  # the testbed's prompts hold one relation
+        boxes = layout_regions(r.relation)
+        nodes = self.nodes
+        with self.torch.inference_mode():
+            out = cond
+            for name, (x, y, w, h) in zip((r.subject, r.object), boxes):
+                part = nodes.CLIPTextEncode().encode(self.clip, f"a {name}")[0]
+                part = nodes.ConditioningSetAreaPercentage().append(part, w, h, x, y, 1.0)[0]
+                out = nodes.ConditioningCombine().combine(out, part)[0]
+        return out
+
+    def seed_search(self, cond, rels, seed: int, mode: str, candidates: int, search_steps: int = 4, model=None):
+        kw = dict(model=model if model is not None else self.model, positive=cond, negative=self.neg, latent_image=self.latent, relations=rels,
                   seed=seed, candidates=candidates, mode=mode, steps=STEPS, search_steps=search_steps, cfg=CFG,
                   sampler_name=SAMPLER, scheduler=SCHEDULER, batch_size=0, blocks=self.blocks)
         if mode == "pse":
@@ -226,17 +260,56 @@ class Bench:
     def run(self, way: str, prompt: str, seed: int):
         """The final LATENT [4, h, w] of one way, and the attention run state where there is one."""
         cond, rels = self.encode(prompt)
+        name, scale = parse_way(way)
         if way == "unguided":  # scale 0 only records attention (bit-identical images, a host test checks it)
             model, run = self.guided(rels, 0.0)
             return self.sample(model, cond, seed), run
-        if way.startswith("psg@"):
-            model, run = self.guided(rels, float(way[4:]))
+        if name in ("psg", "center"):
+            model, run = self.guided(rels, scale, "center" if name == "center" else "pos")
             return self.sample(model, cond, seed), run
+        if name == "layout":  # no gradient: scale 0 records the whole prompt's maps only
+            model, run = self.guided(rels, 0.0)
+            return self.sample(model, self.layout_conditioning(prompt, cond, rels), seed), run
+        if name == "layout+psg":
+            model, run = self.guided(rels, scale)
+            return self.sample(model, self.layout_conditioning(prompt, cond, rels), seed), run
+        if name == "psg+search":
+            model, _ = self.guided(rels, scale)
+            return self.seed_search(cond, rels, seed, "attention", SEARCH_N, model=model), None
         if way == "search-attention":
             return self.seed_search(cond, rels, seed, "attention", 8), None
         if way == "search-pse":
             return self.seed_search(cond, rels, seed, "pse", 4), None
         raise ValueError(f"unknown way {way!r}")
+
+
+def parse_way(way: str) -> tuple[str, float | None]:
+    """(name, scale) of a --ways entry: "center@40" -> ("center", 40.0); a scale-bearing way named without
+    @S gets DEFAULT_SCALE ("layout+psg" -> ("layout+psg", 20.0)); other ways have no scale."""
+    name, at, value = way.partition("@")
+    if at and name not in SCALED:
+        raise ValueError(f"way {way!r}: only {', '.join(SCALED)} take @scale")
+    if name in SCALED:
+        scale = float(value) if at else DEFAULT_SCALE
+        if not scale >= 0:
+            raise ValueError(f"way {way!r}: the scale must be >= 0")
+        return name, scale
+    if name not in ("unguided", "layout", "search-attention", "search-pse"):
+        raise ValueError(f"unknown way {way!r}")
+    return name, None
+
+
+def layout_regions(relation: str, margin: float = LAYOUT_MARGIN) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(subject region, object region) of a relation, each (x, y, width, height) as fractions of the image:
+    the subject's side and the object's side of the relation's axis, halves less `margin` at the midline."""
+    near, far = (0.0, 0.5 - margin), (0.5 + margin, 1.0)
+    if relation in ("left", "right"):
+        a, b = (near, far) if relation == "left" else (far, near)
+        return (a[0], 0.0, a[1] - a[0], 1.0), (b[0], 0.0, b[1] - b[0], 1.0)
+    if relation in ("above", "below"):
+        a, b = (near, far) if relation == "above" else (far, near)
+        return (0.0, a[0], 1.0, a[1] - a[0]), (0.0, b[0], 1.0, b[1] - b[0])
+    raise ValueError(f"layout: relation {relation!r} has no side (left, right, above, below)")
 
 
 def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
@@ -294,6 +367,8 @@ def cmd_eval(args) -> int:
     k, parts = (int(v) for v in args.part.split("/"))
     cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
     ways = args.ways.split(",")
+    for way in ways:  # a typo stops here, not after the first ways' hours
+        parse_way(way)
     results: dict[str, dict] = {}
     total = len(ways) * len(cases)
     start, done = time.time(), 0
@@ -326,6 +401,72 @@ def cmd_eval(args) -> int:
     print(table)
     if args.out:  # results.json is already written after the last way
         Path(args.out, "table.md").write_text(table + "\n")
+    return 0
+
+
+def choose_scale(results: dict[float, dict]) -> float:
+    """The grid scale with the highest validation relation accuracy; ties go to the higher mean PSE, then
+    to the smaller scale (the gentler push)."""
+    return min(results, key=lambda sc: (-results[sc]["relation_accuracy"], -results[sc]["mean_pse"], sc))
+
+
+def tune_scales(bench, way: str, grid: list[float], cases: list) -> dict[float, dict]:
+    """{scale: validation figures} of `way` (one of SCALED) at every grid scale, on `cases`."""
+    import testbed
+
+    if way not in SCALED:
+        raise ValueError(f"tune: {way!r} takes no scale; one of {', '.join(SCALED)}")
+    results: dict[float, dict] = {}
+    start, done, total = time.time(), 0, len(grid) * len(cases)
+    for scale in grid:
+        name = f"{way}@{scale:g}"
+        rows = []
+        for prompt, s, rel, o, seed in cases:
+            rows.append(score_case(testbed, bench.run(name, prompt, seed)[0], s, rel, o))
+            done += 1
+            bar(done, total, start, f"{name:>16}")
+        results[scale] = {"way": name, "n": len(rows),
+                          "relation_accuracy": sum(r["correct"] for r in rows) / len(rows),
+                          "object_accuracy": sum(r["drawn"] for r in rows) / len(rows),
+                          "mean_pse": sum(float(r["pse"] or 0.0) for r in rows) / len(rows)}
+    return results
+
+
+def cmd_tune(args) -> int:
+    """Run `args.way` at every scale of the grid on validation cases, print the table and the chosen scale."""
+    import testbed
+
+    from pos_core.scenes import validation_cases
+
+    cfg = config_from(args)
+    ckpt = Path(args.checkpoint) if args.checkpoint else arch(args).checkpoint_path(cfg)
+    if not ckpt.exists():
+        sys.exit(f"effect.py tune: no trained testbed at {ckpt} (run `effect.py train` first)")
+    cases = validation_cases(args.n_val, args.val_pairs)
+    reported = testbed.eval_cases(args.n_report)
+    shared = {c[-1] for c in cases} & {c[-1] for c in reported}
+    if shared:  # validation_cases is built to make this impossible; say so loudly if it ever is not
+        sys.exit(f"effect.py tune: validation and reported cases share noise seeds {sorted(shared)[:5]}")
+    grid = [float(v) for v in args.grid.split(",") if v.strip()]
+    if not grid:
+        sys.exit("effect.py tune: --grid names no scale")
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch)
+    results = tune_scales(bench, args.way, grid, cases)
+    chosen = choose_scale(results)
+    lines = [f"Tuning `{args.way}` on {len(cases)} validation cases ({args.val_pairs} pairs, noise seeds "
+             f"{cases[0][-1]}..{max(c[-1] for c in cases)}; no case shared with eval's first {args.n_report})", "",
+             "| scale | relation accuracy % | objects drawn % | mean PSE |", "|---|---|---|---|"]
+    lines += [f"| {sc:g}{' (chosen)' if sc == chosen else ''} | {100 * r['relation_accuracy']:.1f} | "
+              f"{100 * r['object_accuracy']:.1f} | {r['mean_pse']:.3f} |" for sc, r in results.items()]
+    print("\n".join(lines))
+    out = {"way": args.way, "chosen_scale": chosen, "report_as": f"{args.way}@{chosen:g}", "val_pairs": args.val_pairs,
+           "n_val": len(cases), "grid": grid, "checkpoint": str(ckpt),
+           "results": {f"{sc:g}": r for sc, r in results.items()}}
+    print(f"chosen scale for {args.way}: {chosen:g}  (evaluate it with: effect.py eval --ways {out['report_as']})")
+    print(json.dumps({k: out[k] for k in ("way", "chosen_scale", "report_as")}))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        Path(args.out, "tune.json").write_text(json.dumps(out, indent=1))
     return 0
 
 
@@ -403,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="merge eval runs (results.json folders) into one table")
     t.add_argument("dirs", nargs="+")
     t.add_argument("--out", default="")
-    for name in ("train", "eval"):
-        p = sub.add_parser(name)
+    for name in ("train", "eval", "tune"):
+        p = sub.add_parser(name, help="choose a way's scale on validation cases disjoint from eval's"
+                           if name == "tune" else None)
         p.add_argument("--encoder", choices=("isolated", "mixing"), default="isolated",
                        help="isolated: CLIP tokens do not mix (object tokens carry location); "
                             "mixing: the random CLIP as it is")
@@ -418,10 +560,22 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--init", default="", help="continue training from this testbed checkpoint")
         if name == "eval":
             p.add_argument("--n", type=int, default=200, help="held-out (prompt, seed) cases")
-            p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse")
+            p.add_argument("--ways", default="unguided,psg@20,psg@5,psg@80,search-attention,search-pse",
+                           help="comma-separated: unguided, psg@S, center@S, layout, layout+psg[@S], "
+                                "psg+search[@S], search-attention, search-pse")
             p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
-            p.add_argument("--out", default="", help="folder for results.json and table.md")
+        if name == "tune":
+            p.add_argument("--way", required=True, choices=SCALED, help="the scale-bearing way whose scale to choose")
+            p.add_argument("--grid", default=TUNE_GRID, help="comma-separated scales to try")
+            p.add_argument("--n-val", type=int, default=60, help="validation (prompt, seed) cases")
+            p.add_argument("--val-pairs", choices=("held", "seen"), default="held",
+                           help="held: the held-out object pairs with noise seeds no eval case uses; seen: the "
+                                "training pairs (pos_core.scenes.validation_cases)")
+            p.add_argument("--n-report", type=int, default=1000,
+                           help="check disjointness against eval's first N cases (eval --n up to this)")
+        if name in ("eval", "tune"):
+            p.add_argument("--out", default="", help="folder for results.json and table.md (tune: tune.json)")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
             p.add_argument("--patch", default="", choices=("",) + PATCHES,
                            help="run every way beside this stock model patch at its defaults (PoS Guidance after it)")
@@ -431,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "table":
         return cmd_table(args)
     setup()
+    if args.cmd == "tune":
+        return cmd_tune(args)
     return cmd_train(args) if args.cmd == "train" else cmd_eval(args)
 
 

@@ -69,6 +69,13 @@ class PoSGuidance(io.ComfyNode):
                                        "(16x16 for SD1 at 512 px, 32x32 for SDXL at 1024 px; any size). "
                                        "Flux / SD3: leave on auto and choose blocks."),
                 *dit_inputs(),
+                # last, so saved workflows (positional widgets_values) keep every earlier value in place
+                io.Combo.Input("objective", options=list(guidance.OBJECTIVES), default="pos", optional=True,
+                               tooltip="What the gradient lowers on the same maps, steps and scale. pos = the "
+                                       "paper's Probability-of-Superiority loss P(wrong order)^2 on the attention "
+                                       "marginals; center = a hinge on the maps' centres of mass, "
+                                       "relu(0.1 + cx_subject - cx_object)^2 for 'left of' (the relation's axis; "
+                                       "0 once the centres are 0.1 of the image apart on the stated side)."),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The guided model, for any sampler node."),
@@ -80,13 +87,14 @@ class PoSGuidance(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, relations, scale: float, guided_fraction: float, loss_scale: float,
-                smoothing: bool, attention_level: str, blocks: str = "auto", softmax: str = "text") -> io.NodeOutput:
+                smoothing: bool, attention_level: str, blocks: str = "auto", softmax: str = "text",
+                objective: str = "pos") -> io.NodeOutput:
         relations = require_relations(relations)
         family = family_of(model)
         if loss_scale < 0:
             loss_scale = family.loss_scale
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
-                                      smoothing=smoothing, softmax=softmax)
+                                      smoothing=smoothing, softmax=softmax, objective=objective)
         patched, run = psg_patch.patch(model, relations, settings, attention_level, blocks,
                                        node_id=cls.hidden.unique_id if cls.hidden else None)
         note = attention.unguidable_note(relations.relations)

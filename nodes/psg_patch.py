@@ -42,6 +42,7 @@ class Settings:
     loss_scale: float = 1.0
     smoothing: bool = True
     softmax: str = "text"  # DiT maps: softmax over the text keys ("text") or the full joint row ("joint")
+    objective: str = "pos"  # what the gradient lowers: "pos" (PoS loss) or "center" (centroid hinge)
 
 
 @dataclass
@@ -231,7 +232,8 @@ def _grad_pass(run: Run, guider, x, timestep, model_options):
             return None
         maps = combined_maps(run)
         run.layer_maps = []
-        loss = attention.maps_loss(maps, run.guided_pairs, run.settings.smoothing) * run.settings.loss_scale
+        loss = attention.maps_loss(maps, run.guided_pairs, run.settings.smoothing,
+                                   run.settings.objective) * run.settings.loss_scale
         if not loss.requires_grad:
             return loss, None
         grad_x, = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
@@ -349,6 +351,8 @@ def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"
                          "PoS Relations from Prompt")
     if settings.softmax not in SOFTMAX:
         raise ValueError(f"softmax must be one of {', '.join(SOFTMAX)}, got {settings.softmax!r}")
+    if settings.objective not in guidance.OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(guidance.OBJECTIVES)}, got {settings.objective!r}")
     family = family_of(model)
     run = Run(relations, settings, family.targets(level, blocks), family, node_id=node_id)
     m = model.clone()

@@ -73,14 +73,18 @@ def unguidable_note(relations: Sequence) -> str | None:
             "unguided (front/behind: use PoS Seed Search in pse mode with a depth model).")
 
 
-def maps_loss(maps: torch.Tensor, pairs: Sequence[tuple[int, int, str]], smoothing: bool = True) -> torch.Tensor:
-    """Sum of the PSG losses of `pairs` on [B, G, h, w] group maps: one loss per batch item [B]."""
+def maps_loss(maps: torch.Tensor, pairs: Sequence[tuple[int, int, str]], smoothing: bool = True,
+              objective: str = "pos") -> torch.Tensor:
+    """Sum of the PSG losses of `pairs` on [B, G, h, w] group maps: one loss per batch item [B].
+    `objective`: "pos" (the PoS loss) or "center" (guidance.center_loss_batch)."""
+    if objective not in guidance.OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(guidance.OBJECTIVES)}, got {objective!r}")
     if smoothing:
         maps = guidance.smooth(maps)
     directional = guidable_pairs(pairs)
     if not directional:
         return maps.new_zeros(maps.shape[0])
-    return guidance.relations_loss((maps[:, a], maps[:, b], rel) for a, b, rel in directional)
+    return guidance.relations_loss(((maps[:, a], maps[:, b], rel) for a, b, rel in directional), objective)
 
 
 SOFTMAX = ("text", "joint")  # DiT maps: softmax over the text keys only, or over the full joint row

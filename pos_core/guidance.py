@@ -1,7 +1,8 @@
 """PSG: the PoS reward on cross-attention maps, its step schedule and the latent update.
 
 "A left of B" is penalised by L = P(XB <= XA)^2 on the attention marginals; the latent moves
-by z <- z - alpha_i * grad_z L for the first part of the steps (PAPER.md section 4).
+by z <- z - alpha_i * grad_z L for the first part of the steps (PAPER.md section 4). The `center`
+objective (`center_loss_batch`) is the centre-of-mass alternative on the same maps and schedule.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ SCALE_RANGE = (1.0, 0.5)
 GUIDED_FRACTION = 0.5
 SMOOTH_KERNEL = 3
 SMOOTH_SIGMA = 0.5
+OBJECTIVES = ("pos", "center")  # PoS loss (the paper's), or the centroid hinge below
+# center objective: how far apart (fraction of the image side) the two centroids must be on the
+# relation's axis before the loss is 0; 0.1 = GenEval's position slack per object (PAPER.md section 6)
+CENTER_MARGIN = 0.1
 # Loss multiplier per model family: SD1.4 code uses the bare loss, the SDXL notebook x 1000.
 LOSS_SCALE = {"sd1": 1.0, "sd2": 1.0, "sdxl": 1000.0}
 
@@ -76,6 +81,59 @@ def relation_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: st
     return wrong * wrong
 
 
+def centroids(maps: torch.Tensor, axis: str) -> torch.Tensor:
+    """Centre of mass of [..., H, W] maps along `axis` ("x": columns, "y": rows), as a fraction of the
+    side: cell k sits at (k + 0.5) / n, so a centroid lies in (0, 1) whatever the grid."""
+    p = _marginal(maps, axis)
+    n = p.shape[-1]
+    pos = (torch.arange(n, device=p.device, dtype=p.dtype) + 0.5) / n
+    return (p * pos).sum(dim=-1)
+
+
+def center_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str,
+                      margin: float = CENTER_MARGIN) -> torch.Tensor:
+    """Centre-of-mass objective per pair of [N, H, W] (already smoothed) maps, shape [N].
+
+    For "A left of B": L = relu(margin + cx_A - cx_B)^2, with cx the attention-weighted mean column
+    (`centroids`, a fraction of the width). "right of" swaps A and B; "above" / "below" use rows (cy,
+    rows grow downward: A above B wants cy_A < cy_B). L is 0 once A's centroid is `margin` or more on
+    the stated side of B's, and grows quadratically with the shortfall.
+
+    Source: the centroid is Diffusion Self-Guidance's (Epstein et al., NeurIPS 2023, arXiv 2306.00986):
+    an object's position is the centre of mass of its token's cross-attention map, and its position
+    term is a distance between such a centroid and a target. A relation gives no target point, only an
+    order, so the distance becomes a one-sided hinge on the centroid difference along the relation's
+    axis: the centre-based verdict of VISOR and GenEval (PAPER.md section 6) turned into a loss, with a
+    margin so the gradient keeps pushing until the centres are apart, not merely ordered. Squared, as
+    the PoS loss is, so both vanish smoothly when satisfied and their scales are alike (both <= ~1).
+    Attention-Refocusing and layout-guidance use box energies (attention mass inside a given box), which
+    need a layout; PSG has none, so their form cannot be used here without inventing boxes.
+    """
+    rel = canonical_relation(relation)
+    if rel not in AXIS_2D:
+        raise ValueError(f"relation {relation!r} cannot guide attention: the center objective guides left, "
+                         "right, above and below")
+    if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
+        raise ValueError(f"attention maps must share one [..., H, W] shape, got {tuple(maps_a.shape)} "
+                         f"and {tuple(maps_b.shape)}")
+    if not margin >= 0:
+        raise ValueError(f"center margin must be >= 0, got {margin}")
+    axis = "x" if rel in ("left", "right") else "y"
+    ca, cb = centroids(maps_a, axis), centroids(maps_b, axis)
+    first, second = (ca, cb) if rel in ("left", "above") else (cb, ca)
+    return torch.relu(margin + first - second) ** 2
+
+
+def objective_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str,
+                         objective: str = "pos") -> torch.Tensor:
+    """Loss per pair of [N, H, W] maps under `objective`: "pos" (`relation_loss_batch`) or "center"."""
+    if objective == "pos":
+        return relation_loss_batch(maps_a, maps_b, relation)
+    if objective == "center":
+        return center_loss_batch(maps_a, maps_b, relation)
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+
 def relation_loss(map_a: torch.Tensor, map_b: torch.Tensor, relation: str) -> torch.Tensor:
     """PSG loss of section 4 on two H x W attention maps (after smoothing); differentiable scalar."""
     if map_a.ndim != 2 or map_b.ndim != 2:
@@ -83,11 +141,12 @@ def relation_loss(map_a: torch.Tensor, map_b: torch.Tensor, relation: str) -> to
     return relation_loss_batch(map_a[None], map_b[None], relation)[0]
 
 
-def relations_loss(pairs: Iterable[tuple[torch.Tensor, torch.Tensor, str]]) -> torch.Tensor:
-    """Sum of `relation_loss_batch` over several (maps_a, maps_b, relation) of one prompt."""
+def relations_loss(pairs: Iterable[tuple[torch.Tensor, torch.Tensor, str]], objective: str = "pos") -> torch.Tensor:
+    """Sum of the per-pair losses (`relation_loss_batch`, or the `objective`'s) over several
+    (maps_a, maps_b, relation) of one prompt."""
     total = None
     for a, b, rel in pairs:
-        term = relation_loss_batch(a, b, rel)
+        term = objective_loss_batch(a, b, rel, objective)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("no relations to guide: give at least one (subject, relation, object)")

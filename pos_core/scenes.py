@@ -30,6 +30,8 @@ TEMPLATES = {
     "below": ("a {s} below a {o}", "a {s} under a {o}", "a photo of a {s} beneath a {o}"),
 }
 HELD_OUT_PAIRS = 6  # unordered object pairs never seen together in training (both orders)
+EVAL_SEED = 1234  # eval_cases' default: the reported held-out cases use noise seeds 11_234, 11_235, ...
+VALIDATION_SEED = 1_000_000  # validation_cases: noise seeds 1_010_000, 1_010_001, ... and another shuffle
 
 
 def colors() -> dict[str, tuple[float, float, float]]:
@@ -62,7 +64,7 @@ def training_prompts(seed: int = 0) -> list[tuple[str, str, str, str]]:
     return [(prompt(s, r, o, t), s, r, o) for s, o in train for r in RELATIONS for t in range(len(TEMPLATES[r]))]
 
 
-def eval_cases(n: int, seed: int = 1234, held_out: bool = True) -> list[tuple[str, str, str, str, int]]:
+def eval_cases(n: int, seed: int = EVAL_SEED, held_out: bool = True) -> list[tuple[str, str, str, str, int]]:
     """n (prompt, subject, relation, object, seed) cases on held-out pairs (or training pairs), fresh seeds."""
     train, held = pair_split(0)
     pairs = held if held_out else train
@@ -74,6 +76,19 @@ def eval_cases(n: int, seed: int = 1234, held_out: bool = True) -> list[tuple[st
         s, r, o, t = combos[i % len(combos)]
         out.append((prompt(s, r, o, t), s, r, o, 10_000 + seed + i))
     return out
+
+
+def validation_cases(n: int, pairs: str = "held") -> list[tuple[str, str, str, str, int]]:
+    """n (prompt, subject, relation, object, seed) cases for choosing a scale, disjoint from the reported
+    ones (`eval_cases(m)` with its default seed, any m < 998_766).
+
+    pairs "held": the same held-out object pairs (never seen together in training, so the same
+    distribution as the reported cases) with noise seeds 10_000 + VALIDATION_SEED + i, which no reported
+    case uses (they are 10_000 + EVAL_SEED + i), and a different order of the prompts. "seen": the
+    training pairs (disjoint object pairs as well, but pairs the model has learned)."""
+    if pairs not in ("held", "seen"):
+        raise ValueError(f"pairs must be 'held' or 'seen', got {pairs!r}")
+    return eval_cases(n, seed=VALIDATION_SEED, held_out=pairs == "held")
 
 
 def place(rel: str, gen: torch.Generator) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -159,3 +159,101 @@ def test_canvas_mean_places_and_resizes_pieces():
     assert p.grad is not None and p.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="no attention maps"):
         canvas_mean([], (8, 8))
+
+
+# ------------------------------------------------------------------ the center objective (issue 21)
+
+def test_center_loss_is_the_squared_centroid_hinge():
+    a, b = blob(16, 16, 3, 8), blob(16, 16, 12, 8)  # A's centre column 3, B's 12 (of 16)
+    ca, cb = (3 + 0.5) / 16, (12 + 0.5) / 16
+    assert float(G.centroids(a, "x")) == pytest.approx(ca, abs=5e-3)  # (blobs cut by the border: near)
+    assert float(G.centroids(a, "y")) == pytest.approx(8.5 / 16, abs=5e-3)
+    assert float(G.center_loss_batch(a[None], b[None], "left")[0]) == 0.0  # 9/16 apart > margin
+    right = float(G.center_loss_batch(a[None], b[None], "right")[0])
+    ca, cb = float(G.centroids(a, "x")), float(G.centroids(b, "x"))
+    assert right == pytest.approx((G.CENTER_MARGIN + cb - ca) ** 2, rel=1e-6)
+    # point masses: exact values, margin named
+    pa, pb = torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)
+    pa[0, 0, 1], pb[0, 0, 2] = 1, 1  # A at column 1, B at column 2: cx 0.375 and 0.625
+    assert float(G.center_loss_batch(pa, pb, "left")[0]) == 0.0
+    assert float(G.center_loss_batch(pa, pb, "left", margin=0.3)[0]) == pytest.approx(0.05 ** 2)
+    assert float(G.center_loss_batch(pa, pb, "right")[0]) == pytest.approx((0.1 + 0.25) ** 2)
+    u = torch.ones(1, 4, 4)  # same centroid: only the margin is missing
+    assert float(G.center_loss_batch(u, u, "above")[0]) == pytest.approx(G.CENTER_MARGIN ** 2)
+
+
+def test_center_loss_is_zero_once_satisfied_by_the_margin():
+    for gap_cells in range(0, 8):
+        a, b = torch.zeros(1, 16, 16), torch.zeros(1, 16, 16)
+        a[0, :, 4], b[0, :, 4 + gap_cells] = 1, 1
+        loss = float(G.center_loss_batch(a, b, "left")[0])
+        gap = gap_cells / 16
+        if gap >= G.CENTER_MARGIN:
+            assert loss == 0.0, gap_cells
+        else:
+            assert loss == pytest.approx((G.CENTER_MARGIN - gap) ** 2), gap_cells
+
+
+def test_center_loss_relations_are_symmetric():
+    a, b = blob(12, 10, 2, 3), blob(12, 10, 6, 9)  # A left of and above B
+    t = lambda m: m.transpose(-1, -2)  # noqa: E731
+    for rel, swap in (("left", "right"), ("above", "below")):
+        ab = G.center_loss_batch(a[None], b[None], rel)
+        assert torch.equal(ab, G.center_loss_batch(b[None], a[None], swap))
+        assert float(G.center_loss_batch(a[None], b[None], swap)[0]) > 0 and float(ab[0]) == 0.0
+    # transposing the maps turns a left/right question into an above/below one
+    for rel, rel_t in (("left", "above"), ("right", "below")):
+        assert float(G.center_loss_batch(b[None], a[None], rel)[0]) == pytest.approx(
+            float(G.center_loss_batch(t(b)[None], t(a)[None], rel_t)[0]))
+    # flipping the image left-right swaps left and right
+    fa, fb = a.flip(-1), b.flip(-1)
+    assert float(G.center_loss_batch(b[None], a[None], "left")[0]) == pytest.approx(
+        float(G.center_loss_batch(fb[None], fa[None], "right")[0]))
+    with pytest.raises(ValueError, match="center objective guides"):
+        G.center_loss_batch(a[None], b[None], "behind")
+
+
+def test_center_loss_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(6, 7, generator=g, dtype=torch.float64).requires_grad_(True)
+    b = torch.rand(6, 7, generator=g, dtype=torch.float64).requires_grad_(True)
+    for rel in ("left", "right", "above", "below"):
+        # a large margin keeps every random pair inside the hinge's active side (a smooth function there)
+        f = lambda x, y, rel=rel: G.center_loss_batch(x[None], y[None], rel, margin=1.0)[0]  # noqa: E731
+        assert float(f(a, b).detach()) > 0
+        assert torch.autograd.gradcheck(f, (a, b), eps=1e-6, atol=1e-6)
+    # through the smoothing and the family of objectives, as PSG calls it
+    assert torch.autograd.gradcheck(
+        lambda x, y: G.relations_loss([(G.smooth(x[None]), G.smooth(y[None]), "left")], "center"), (a, b),
+        eps=1e-6, atol=1e-6)
+
+
+def test_center_loss_batch_shapes_follow_relation_loss_batch():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(5, 8, 8, generator=g), torch.rand(5, 8, 8, generator=g)
+    pos, cen = G.relation_loss_batch(a, b, "below"), G.center_loss_batch(a, b, "below")
+    assert pos.shape == cen.shape == (5,)
+    for i in range(5):  # each item its own
+        assert float(cen[i]) == pytest.approx(float(G.center_loss_batch(a[i:i + 1], b[i:i + 1], "below")[0]))
+    lead = G.center_loss_batch(a.reshape(5, 1, 8, 8), b.reshape(5, 1, 8, 8), "left")
+    assert lead.shape == G.relation_loss_batch(a.reshape(5, 1, 8, 8), b.reshape(5, 1, 8, 8), "left").shape
+    with pytest.raises(ValueError, match="share one"):
+        G.center_loss_batch(a, b[:, :4], "left")
+    assert torch.equal(G.objective_loss_batch(a, b, "left"), G.relation_loss_batch(a, b, "left"))
+    assert torch.equal(G.objective_loss_batch(a, b, "left", "center"), G.center_loss_batch(a, b, "left"))
+    with pytest.raises(ValueError, match="objective must be one of pos, center"):
+        G.objective_loss_batch(a, b, "left", "centre")
+
+
+def test_maps_loss_objective_switch():
+    from pos_core import attention
+
+    g = torch.Generator().manual_seed(2)
+    maps = torch.rand(3, 2, 8, 8, generator=g)
+    pairs = [(0, 1, "left"), (1, 0, "behind")]  # behind is left alone by both objectives
+    assert torch.equal(attention.maps_loss(maps, pairs), attention.maps_loss(maps, pairs, objective="pos"))
+    sm = G.smooth(maps)
+    assert torch.allclose(attention.maps_loss(maps, pairs, objective="center"),
+                          G.center_loss_batch(sm[:, 0], sm[:, 1], "left"))
+    with pytest.raises(ValueError, match="objective"):
+        attention.maps_loss(maps, pairs, objective="box")

@@ -153,3 +153,46 @@ def test_every_picture_exists_and_is_not_hand_drawn():
 def test_docs_folders_are_small():
     total = sum(p.stat().st_size for d in (DOCS, ROOT / "docs") for p in d.rglob("*") if p.is_file())
     assert total < 3_000_000, f"web/docs + docs are {total / 1e6:.1f} MB; keep them under 3 MB"
+
+
+def ordered_inputs(node_id: str) -> list[str]:
+    """A node's input names in source order (the order widgets_values follow): the elements of its
+    Schema's inputs=[...] list, expanding *helper() calls (ast.walk in node_schemas does not keep order)."""
+    mods = _modules()
+    funcs = _functions(mods)
+
+    def names(elts) -> list[str]:
+        out = []
+        for e in elts:
+            if isinstance(e, ast.Starred) and isinstance(e.value, ast.Call) and isinstance(e.value.func, ast.Name):
+                ret = next(n for n in ast.walk(funcs[e.value.func.id]) if isinstance(n, ast.Return))
+                out += names(ret.value.elts)
+            elif isinstance(e, ast.Call) and e.args and isinstance(e.args[0], ast.Constant):
+                out.append(e.args[0].value)
+        return out
+
+    for mod in mods.values():
+        for call in (n for n in ast.walk(mod) if isinstance(n, ast.Call) and _kwarg(n, "node_id") == node_id):
+            lst = next(k.value for k in call.keywords if k.arg == "inputs")
+            return names(lst.elts)
+    raise KeyError(node_id)
+
+
+def test_objective_is_the_last_guidance_input_so_saved_workflows_keep_their_widgets():
+    """widgets_values are positional: a new input goes last, and every shipped workflow saved before it
+    still maps its values onto the same inputs (objective then takes its default, pos)."""
+    import json
+
+    inputs = ordered_inputs("PoSGuidance")
+    assert sorted(inputs) == sorted(SCHEMAS["PoSGuidance"]["inputs"])
+    assert inputs[-3:] == ["blocks", "softmax", "objective"]
+    widgets_before = inputs[2:-1]  # model and relations are sockets
+    assert widgets_before == ["scale", "guided_fraction", "loss_scale", "smoothing", "attention_level", "blocks",
+                              "softmax"]
+    seen = 0
+    for path in sorted((ROOT / "workflows").glob("*.json")):
+        for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
+            if node["type"] == "PoSGuidance":
+                seen += 1
+                assert len(node.get("widgets_values") or []) <= len(widgets_before) + 1, path.name
+    assert seen

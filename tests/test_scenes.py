@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pos_core import scenes
@@ -55,3 +56,17 @@ def test_colours_are_what_the_vectors_decode_to():
     for name, rgb in scenes.colors().items():
         sign = scenes.CLASSES[name]
         assert all(abs(c - (scenes.AMPLITUDE * s + 1) / 2) < 1e-9 for c, s in zip(rgb, sign))
+
+
+def test_validation_cases_are_disjoint_from_the_reported_ones():
+    reported = scenes.eval_cases(1000)
+    for pairs in ("held", "seen"):
+        val = scenes.validation_cases(300, pairs)
+        assert not {c[-1] for c in val} & {c[-1] for c in reported}  # no noise seed in common
+        assert not set(val) & set(reported)
+    train, held = scenes.pair_split(0)
+    assert {(c[1], c[3]) for c in scenes.validation_cases(300, "held")} <= set(held)
+    assert not {(c[1], c[3]) for c in scenes.validation_cases(300, "seen")} & set(held)
+    assert [c[0] for c in scenes.validation_cases(20)] != [c[0] for c in reported[:20]]  # another order
+    with pytest.raises(ValueError, match="held"):
+        scenes.validation_cases(5, "train")
