@@ -181,7 +181,16 @@ def _gradient_options(model_options: dict, run: Run) -> dict:
     # residual to it in place; the next block must read a copy, or autograd's saved input is overwritten
     patches["input_block_patch_after_skip"] = [_own_copy, *patches.get("input_block_patch_after_skip", [])]
     to["patches"] = patches
+    # wrappers other nodes put around the model call (caches such as EasyCache skip the model and keep
+    # state per step) must not see the extra pass: the gradient is taken through the model itself
+    wrappers = to.get("wrappers")
+    if wrappers:
+        to["wrappers"] = {k: v for k, v in wrappers.items() if k not in MODEL_CALL_WRAPPERS}
     return dict(model_options, transformer_options=to)
+
+
+MODEL_CALL_WRAPPERS = (comfy.patcher_extension.WrappersMP.CALC_COND_BATCH, comfy.patcher_extension.WrappersMP.APPLY_MODEL,
+                       comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)
 
 
 def _own_copy(h: torch.Tensor, transformer_options: dict) -> torch.Tensor:
