@@ -40,10 +40,20 @@ SHRINK = """([fixture, keep]) => {
 
 
 @pytest.fixture(scope="module")
-def browser_page(comfyui_path, tiny_models, tmp_path_factory):
+def chromium():
+    """One Playwright and one headless Chromium for the module (a second sync_playwright() in the same
+    thread while the first is open fails: 'using Playwright Sync API inside the asyncio loop')."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(comfyui_path, tiny_models, tmp_path_factory, chromium):
     import numpy as np
     from PIL import Image
 
@@ -55,15 +65,13 @@ def browser_page(comfyui_path, tiny_models, tmp_path_factory):
         Image.fromarray(np.random.RandomState(0).randint(0, 255, (96, 96, 3), dtype=np.uint8)).save(
             base / "input" / "example.png")
         install_coco(base)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1700, "height": 1000})
-            page.goto(srv.url)
-            page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
-            page.wait_for_timeout(3000)
-            close_minimap(page)
-            yield srv, page
-            browser.close()
+        page = chromium.new_page(viewport={"width": 1700, "height": 1000})
+        page.goto(srv.url)
+        page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+        page.wait_for_timeout(3000)
+        close_minimap(page)
+        yield srv, page
+        page.close()
 
 
 def close_minimap(page) -> None:
@@ -165,27 +173,22 @@ HELP_PREVIEWS = {"PoSGuidance": "help_guidance.jpg", "PoSScore": "help_score.jpg
 
 
 @pytest.fixture(scope="module")
-def docs_page(comfyui_path, tmp_path_factory):
-    """A plain server with the pack (no model files: the docs panel needs none) and a browser that records
+def docs_page(comfyui_path, tmp_path_factory, chromium):
+    """A plain server with the pack (no model files: the docs panel needs none) and a page that records
     every failed request."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     base = tmp_path_factory.mktemp("comfy_docs")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with comfy_host.server(comfyui_path, base) as srv:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            failed: list[tuple[int, str]] = []
-            page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
-            page.goto(srv.url)
-            page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
-            page.wait_for_timeout(3000)
-            page.keyboard.press("Escape")  # the template browser of a first visit
-            close_minimap(page)
-            yield srv, page, failed
-            browser.close()
+        page = chromium.new_page(viewport={"width": 1600, "height": 1000})
+        failed: list[tuple[int, str]] = []
+        page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+        page.goto(srv.url)
+        page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=120_000)
+        page.wait_for_timeout(3000)
+        page.keyboard.press("Escape")  # the template browser of a first visit
+        close_minimap(page)
+        yield srv, page, failed
+        page.close()
 
 
 def test_web_directory_serves_the_help_pages(docs_page):
