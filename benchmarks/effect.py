@@ -188,16 +188,15 @@ def testbed_lora(model) -> Path:
 class Bench:
     """The testbed model and the pack's nodes, loaded once in-process."""
 
-    def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = ""):
+    def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = "", lora_file: str = ""):
+        import comfy_host
+        import testbed
         import torch
 
-        import comfy_host
         import nodes
-        import testbed
 
         comfy_host.load_pack()
         from pos_spatial_pack.nodes import guidance, relations, seed_search
-
         from pos_spatial_pack.pos_core.detect import ColorKeyDetector
 
         self.torch, self.nodes, self.tb = torch, nodes, testbed
@@ -209,6 +208,8 @@ class Bench:
             if patch:  # the user's graph: a stock model patch before the pack's nodes
                 lora = testbed_lora(self.model) if patch == "LoraLoaderModelOnly" else None
                 self.model = apply_patch(self.model, patch, lora)
+            if lora_file:  # a trained LoRA file (benchmarks/pos_lora.py) at strength 1, as Load LoRA applies it
+                self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file))
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
         self._enc: dict[str, tuple] = {}
@@ -362,8 +363,15 @@ def cmd_eval(args) -> int:
     if not ckpt.exists():
         print(f"no trained testbed for this config yet; training it first ({cfg.steps} steps)", file=sys.stderr)
         cmd_train(args)
-    bench = Bench(ckpt, arch(args), args.blocks, args.patch)
-    cases = testbed.eval_cases(args.n, held_out=not args.seen)
+    if args.lora and not Path(args.lora).is_file():
+        sys.exit(f"effect.py: --lora {args.lora}: no such file")
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora)
+    if args.validation:  # choosing a setting (a LoRA's weight): never the reported cases
+        from pos_core.scenes import validation_cases
+
+        cases = validation_cases(args.n)
+    else:
+        cases = testbed.eval_cases(args.n, held_out=not args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
     cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
     ways = args.ways.split(",")
@@ -391,7 +399,7 @@ def cmd_eval(args) -> int:
                                                               "relation")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
         report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
-                  "checkpoint": str(ckpt),
+                  "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation,
                   "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
                   "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
@@ -520,8 +528,9 @@ def cmd_table(args) -> int:
     merged = dict(reports[0], ways={})
     raw: dict[str, dict] = {}
     for r in reports:
-        if (r["checkpoint"], r["held_out"]) != (merged["checkpoint"], merged["held_out"]):
-            sys.exit("effect.py table: the runs used different checkpoints or case sets")
+        key = ("checkpoint", "held_out", "lora", "validation")
+        if [r.get(k) for k in key] != [merged.get(k) for k in key]:
+            sys.exit("effect.py table: the runs used different checkpoints, LoRAs or case sets")
         for way, res in r["ways"].items():  # parts of one way are pooled, then summarised again
             acc = raw.setdefault(way, {"rows": [], "secs": [], "aligns": []})
             for key in acc:
@@ -565,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "psg+search[@S], search-attention, search-pse")
             p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
+            p.add_argument("--lora", default="", help="apply this LoRA file (strength 1) to the testbed model first")
+            p.add_argument("--validation", action="store_true",
+                           help="validation cases (pos_core.scenes.validation_cases) instead of the reported ones")
         if name == "tune":
             p.add_argument("--way", required=True, choices=SCALED, help="the scale-bearing way whose scale to choose")
             p.add_argument("--grid", default=TUNE_GRID, help="comma-separated scales to try")

@@ -6,12 +6,21 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import attention_maps, guidance, relations, scoring, seed_search, sr4g, testbed_model
+from . import (
+    attention_maps,
+    guidance,
+    relations,
+    scoring,
+    seed_search,
+    sr4g,
+    testbed_model,
+    train_lora,
+)
 
 scoring.register_folder()
 testbed_model.register()
 NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES,
-                                   *seed_search.NODES, *sr4g.NODES]
+                                   *seed_search.NODES, *sr4g.NODES, *train_lora.NODES]
 
 
 class PoSExtension(ComfyExtension):

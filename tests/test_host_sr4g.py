@@ -5,14 +5,14 @@ Save LoRA), 64 px images and 2 steps for CPU time; a broken annotation file fail
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-
-import numpy as np
-import pytest
-from PIL import Image
 
 import comfy_host
 import dit_files
+import numpy as np
+import pytest
+from PIL import Image
 from workflow_format import ui_to_api
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
@@ -50,7 +50,7 @@ def shrink_sr4g(prompt: dict) -> dict:
             i.update(max_pairs=2, max_per_image=1)
         elif t == "LoadImageTextSetFromFolderNode":
             i.update(width=64, height=64)
-        elif t == "TrainLoraNode":
+        elif t in ("TrainLoraNode", "PoSTrainLoRA"):
             i.update(steps=2, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False, rank=2)
         elif t == "CheckpointLoaderSimple" and i["ckpt_name"] not in dit_files.FILES:
             i["ckpt_name"] = comfy_host.FIXTURE
@@ -73,8 +73,8 @@ def srv(comfyui_path, tiny_models, tmp_path_factory):
         yield s
 
 
-def training_prompt(srv, annotations: str | None = None) -> dict:
-    prompt = ui_to_api(json.loads((WORKFLOWS / "sr4g_lora_training.json").read_text()), srv.get("/object_info"))
+def training_prompt(srv, annotations: str | None = None, workflow: str = "sr4g_lora_training") -> dict:
+    prompt = ui_to_api(json.loads((WORKFLOWS / f"{workflow}.json").read_text()), srv.get("/object_info"))
     for node in prompt.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["inputs"]["ckpt_name"] = comfy_host.FIXTURE
@@ -121,8 +121,48 @@ def test_sr4g_benchmark_workflow_runs(srv):
             node["inputs"]["max_pairs"] = 1
     entry = srv.run(prompt, timeout=900)
     scores = [k for k, n in prompt.items() if n["class_type"] == "PoSScore"]
-    assert len(scores) == 3 and all(entry["outputs"].get(k) for k in scores)
-    assert len(list((srv.base / "output" / "sr4g_bench").glob("*.png"))) == 3
+    assert len(scores) == 4 and all(entry["outputs"].get(k) for k in scores)
+    saved = sorted(p.name.split("_0")[0] for p in (srv.base / "output" / "sr4g_bench").glob("*.png"))
+    assert saved == ["base", "lora", "pos", "psg"], saved  # pos_lora_00001_.png -> "pos"
+
+
+def test_sr4g_pos_lora_training_workflow_runs_end_to_end(srv):
+    """SR4G captions -> dataset -> PoS Train LoRA -> Save LoRA + both loss graphs, on the fixture."""
+    prompt = training_prompt(srv, workflow="sr4g_pos_lora_training")
+    node = next(k for k, n in prompt.items() if n["class_type"] == "PoSTrainLoRA")
+    assert prompt[node]["inputs"]["pos_weight"] > 0
+    entry = srv.run(prompt, timeout=900)
+    dataset = srv.base / "input" / "sr4g_train"
+    assert (dataset / "pos_relations.jsonl").exists()
+    saved = list((srv.base / "output" / "loras").glob("sr4g_pos_lora_2_steps_*.safetensors"))
+    assert len(saved) == 1
+    from safetensors.torch import load_file
+
+    weights = load_file(str(saved[0]))
+    assert any(k.endswith("lora_up.weight") for k in weights) and any(k.endswith("lora_down.weight") for k in weights)
+    previews = [k for k, n in prompt.items() if n["class_type"] in ("PreviewImage", "LossGraphNode")]
+    assert all(entry["outputs"].get(k, {}).get("images") for k in previews), previews
+
+
+def test_cancelled_training_writes_no_lora(srv):
+    """Interrupting PoS Train LoRA mid-run: the prompt ends interrupted and Save LoRA never runs, so no
+    partial LoRA is written as if finished; the server then trains the next prompt normally."""
+    prompt = training_prompt(srv, workflow="sr4g_pos_lora_training")
+    node = next(k for k, n in prompt.items() if n["class_type"] == "PoSTrainLoRA")
+    save = next(k for k, n in prompt.items() if n["class_type"] == "SaveLoRANode")
+    prompt[node]["inputs"]["steps"] = 5000
+    prompt[save]["inputs"]["prefix"] = "loras/cancelled_pos_lora"
+    r = srv.queue(prompt)
+    pid = r["prompt_id"]
+    end = time.time() + 300
+    while time.time() < end and "PoS Train LoRA: training 5000 steps" not in srv.log.read_text():
+        time.sleep(0.5)
+    time.sleep(3.0)  # a few training steps in
+    srv.interrupt()
+    entry = srv.wait(pid, timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
+    assert not list((srv.base / "output" / "loras").glob("cancelled_pos_lora*")), "a cancelled run wrote a LoRA"
 
 
 # For the browser test (tests/test_host_browser.py runs every shipped workflow from the front end): after

@@ -428,8 +428,13 @@ def test_kohya_and_hf_exports(tmp_path):
     n = export(str(tmp_path / "out"), imgs, str(tmp_path / "kohya"), "kohya")
     assert n == 14
     files = sorted(p.name for p in (tmp_path / "kohya").iterdir() if not p.name.startswith("."))
-    assert len(files) == 28 and "0001_000.jpg" in files and "0001_000.txt" in files
+    assert len(files) == 29 and "0001_000.jpg" in files and "0001_000.txt" in files
     assert (tmp_path / "kohya" / "0001_000.txt").read_text().strip() == "a dog to the left of a cat"
+    # each pair's triplet, as its caption words it, for PoS Train LoRA (no caption parsing needed)
+    rels = [json.loads(x) for x in (tmp_path / "kohya" / "pos_relations.jsonl").read_text().splitlines()]
+    assert len(rels) == 14 and rels[0] == {"file_name": "0001_000.jpg", "caption": "a dog to the left of a cat",
+                                           "relation": "left of", "subject_phrase": "a dog", "object_phrase": "a cat"}
+    assert all(r["subject_phrase"] in r["caption"] and r["object_phrase"] in r["caption"] for r in rels)
     Image.open(tmp_path / "kohya" / "0002_000.jpg").load()  # a readable image (link or copy)
     n = export(str(tmp_path / "out"), imgs, str(tmp_path / "hf"), "hf", copy=True)
     meta = [json.loads(x) for x in (tmp_path / "hf" / "metadata.jsonl").read_text().splitlines()]

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import coco as coco_io
-from .captions import caption
+from .captions import caption, noun_phrase
 from .rules import FAMILY, MASK_RELATIONS, RELATIONS, Margins, pair_relations
 
 SPLITS = ("train", "val", "test_seen", "test_unseen")
@@ -294,12 +294,17 @@ def _place(src: str, dst: str, copy: bool) -> None:
     shutil.copy2(src, dst)
 
 
+RELATIONS_FILE = "pos_relations.jsonl"  # each pair's triplet, with the phrases as its caption writes them
+
+
 def export(out: str, images_dir: str, dest: str, kind: str, split: str = "train", copy: bool = False,
            limit: int = 0, progress=None) -> int:
     """Image + caption pairs of one split, one pair per triplet, in `dest`:
     kind "kohya": `<stem>_<n><ext>` + `<stem>_<n>.txt` (what ComfyUI's Load Image and Text Dataset from
     Folder node and kohya-style trainers read); kind "hf": the same images and `metadata.jsonl`
-    (`file_name`, `text`) for diffusers / datasets' imagefolder. Images are symlinks (or hard links,
+    (`file_name`, `text`) for diffusers / datasets' imagefolder. Both also get `pos_relations.jsonl`
+    (`file_name`, `caption`, `relation`, `subject_phrase`, `object_phrase`): the relation of each pair,
+    which PoS Train LoRA reads instead of parsing the caption. Images are symlinks (or hard links,
     or copies with `copy`). Built in a sibling folder and moved into place at the end. Returns the count."""
     if kind not in ("kohya", "hf"):
         raise ValueError(f"--export {kind!r}: use kohya or hf")
@@ -312,7 +317,7 @@ def export(out: str, images_dir: str, dest: str, kind: str, split: str = "train"
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
-    n, per_image, meta = 0, Counter(), []
+    n, per_image, meta, rels = 0, Counter(), [], []
     for t in read_triplets(out, split):
         if limit and n >= limit:
             break
@@ -329,6 +334,9 @@ def export(out: str, images_dir: str, dest: str, kind: str, split: str = "train"
                 f.write(t["caption"] + "\n")
         else:
             meta.append({"file_name": name + ext.lower(), "text": t["caption"]})
+        rels.append({"file_name": name + ext.lower(), "caption": t["caption"], "relation": t["relation"],
+                     "subject_phrase": noun_phrase(t["subject"], t.get("subject_count", 1)),
+                     "object_phrase": noun_phrase(t["object"], t.get("object_count", 1))})
         n += 1
         if progress:
             progress(n)
@@ -336,6 +344,9 @@ def export(out: str, images_dir: str, dest: str, kind: str, split: str = "train"
         with open(os.path.join(tmp, "metadata.jsonl"), "w", encoding="utf-8") as f:
             for m in meta:
                 f.write(json.dumps(m) + "\n")
+    with open(os.path.join(tmp, RELATIONS_FILE), "w", encoding="utf-8") as f:  # PoS Train LoRA reads it
+        for r in rels:
+            f.write(json.dumps(r) + "\n")
     open(os.path.join(tmp, marker), "w").close()
     if os.path.exists(dest):
         shutil.rmtree(dest)

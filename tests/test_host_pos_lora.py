@@ -1,0 +1,138 @@
+"""PoS Train LoRA in the real ComfyUI (in-process, random-weight SD1.5 fixture): ComfyUI's LoRA training with
+the PoS loss of each caption's relations added. What it can show here: the loop, the two loss parts, the
+LoRA format Load LoRA reads, checkpointing, bad input. Whether relations come out right is measured on the
+trained testbed (benchmarks/pos_lora.py, docs/pos_lora.md), not on a random model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from comfy_host import sample
+
+CAPTIONS = ["a cat to the left of a dog", "a cup above a clock", "a photo of a bird", "a car below a chair"]
+
+
+def encode_all(host, captions):
+    with torch.inference_mode():
+        out = []
+        for c in captions:
+            out += host.nodes.CLIPTextEncode().encode(host.clip, c)[0]
+        return out
+
+
+def latents(n=4, seed=0):
+    return {"samples": torch.randn(n, 4, 8, 8, generator=torch.Generator().manual_seed(seed))}
+
+
+def train(host, weight=1.0, captions=CAPTIONS, positive=None, folder="", steps=3, lr=1e-3, checkpointing=False,
+          data=None, batch=2, model=None):
+    from pos_spatial_pack.nodes.train_lora import PoSTrainLoRA
+
+    positive = encode_all(host, captions) if positive is None else positive
+    with torch.inference_mode():
+        return PoSTrainLoRA.execute(model or host.model, data or latents(len(captions)), positive, host.clip, folder,
+                                    "\n".join(captions), weight, "auto", batch, 1, steps, lr, 4, "AdamW", "MSE", 0,
+                                    "fp32", "fp32", "LoRA", checkpointing).result
+
+
+def test_trains_both_loss_parts_and_counts_captions_without_relations(host):
+    _, _, loss, steps, graph, summary = train(host, weight=1.0)
+    assert steps == 3 and len(loss["loss"]) == len(loss["diffusion"]) == len(loss["pos"]) == 3
+    for total, d, p in zip(loss["loss"], loss["diffusion"], loss["pos"]):
+        assert total == pytest.approx(d + 1.0 * p, rel=1e-5) and p > 0
+    assert "with a left/right/above/below relation (PoS loss): 3; without (diffusion loss only): 1" in summary
+    assert graph.shape[0] == 1 and graph.shape[-1] == 3 and 0 <= float(graph.min()) <= float(graph.max()) <= 1
+    # the control: weight 0 trains the diffusion loss alone, on the same batches and noise
+    _, _, control, _, _, _ = train(host, weight=0.0)
+    assert all(p == 0 for p in control["pos"])
+    assert control["diffusion"][0] == pytest.approx(loss["diffusion"][0], rel=1e-5)  # same first batch and noise
+
+
+def test_the_lora_loads_with_comfyuis_loader_and_changes_the_image(host):
+    import comfy.sd
+
+    _, lora, _, _, _, _ = train(host, weight=1.0, steps=2, lr=1e-2)
+    keys = [k for k in lora if k.endswith("lora_up.weight")]
+    assert keys and all(k.startswith("diffusion_model.") for k in keys)
+    with torch.inference_mode():
+        patched, _ = comfy.sd.load_lora_for_models(host.model, None, lora, 1.0, 0)
+    adapted = {k.rsplit(".", 2)[0] + ".weight" for k in keys}
+    loaded = {k[len(""):] for k in patched.patches}
+    assert adapted <= loaded, sorted(adapted - loaded)[:5]  # every trained weight is applied by Load LoRA
+    cond = encode_all(host, ["a cat to the left of a dog"])
+    a = sample(host, host.model, cond, seed=1, steps=2, size=64)
+    b = sample(host, patched, cond, seed=1, steps=2, size=64)
+    assert not torch.equal(a, b)
+
+
+def test_pos_weight_changes_what_is_learned_and_lowers_the_pos_loss(host):
+    """A strong PoS term on one repeated sample: its PoS loss falls over the steps (the gradient reaches the
+    LoRA through the captured maps); the control's LoRA differs from it."""
+    caps = ["a cat to the left of a dog"] * 4
+    data = {"samples": latents(1, 5)["samples"].repeat(4, 1, 1, 1)}
+    _, lora, loss, _, _, _ = train(host, weight=100.0, captions=caps, data=data, steps=12, lr=5e-3, batch=4)
+    first, last = sum(loss["pos"][:3]) / 3, sum(loss["pos"][-3:]) / 3
+    assert last < 0.8 * first, loss["pos"]
+    _, control, _, _, _, _ = train(host, weight=0.0, captions=caps, data=data, steps=12, lr=5e-3, batch=4)
+    assert any(not torch.equal(lora[k], control[k]) for k in lora)
+
+
+def test_gradient_checkpointing_gives_the_same_lora(host):
+    """Checkpointing recomputes activations in backward; the captured level is kept out of it (its attn2
+    patch would land on another layer in the recomputation), so both give the same weights."""
+    _, plain, lp, _, _, _ = train(host, weight=1.0, steps=2)
+    _, ckpt, lc, _, _, _ = train(host, weight=1.0, steps=2, checkpointing=True)
+    assert lp["pos"] == pytest.approx(lc["pos"], rel=1e-5)
+    for k in plain:
+        torch.testing.assert_close(plain[k], ckpt[k], rtol=1e-4, atol=1e-6)
+
+
+def test_bad_input_names_what_is_wrong(host):
+    with pytest.raises(ValueError, match="4 latents, 4 conditionings and 3 captions"):
+        train(host, captions=CAPTIONS[:3], positive=encode_all(host, CAPTIONS), data=latents(4))
+    with pytest.raises(ValueError, match="caption line 1: its caption 'a cat to the left of a dog' does not encode"):
+        train(host, positive=encode_all(host, list(reversed(CAPTIONS))))
+    with pytest.raises(ValueError, match="no caption has a left / right / above / below relation"):
+        train(host, captions=["a photo of a bird", "a red car"])
+    with pytest.raises(ValueError, match="dataset_folder and captions are both empty"):
+        train(host, captions=[""], positive=encode_all(host, ["x"]), data=latents(1))
+
+
+def test_sr4g_folder_relations_and_a_stale_one_names_the_sample(host, tmp_path, monkeypatch):
+    """Captions and relations from an SR4G export folder (its pos_relations.jsonl), in the loader's order;
+    a relation whose words are not in its caption stops the node naming the sample."""
+    import folder_paths
+    from PIL import Image
+    from pos_spatial_pack.nodes.train_lora import caption_of, dataset_files
+
+    folder = tmp_path / "sr4g_x"
+    folder.mkdir()
+    rows = []
+    for i, (cap, rel, s, o) in enumerate([("a dog to the left of a cat", "left of", "a dog", "a cat"),
+                                          ("two cups above a clock", "above", "two cups", "a clock"),
+                                          ("a dog inside a car", "inside", "a dog", "a car")]):
+        Image.new("RGB", (8, 8)).save(folder / f"{i:04d}_000.jpg")
+        (folder / f"{i:04d}_000.txt").write_text(cap + "\n")
+        rows.append({"file_name": f"{i:04d}_000.jpg", "caption": cap, "relation": rel, "subject_phrase": s,
+                     "object_phrase": o})
+    (folder / "pos_relations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path))
+    caps = [caption_of(f) for f in dataset_files(str(folder))]  # the loader's order
+    _, _, _, _, _, summary = train(host, captions=caps, folder="sr4g_x", data=latents(3))
+    assert "(PoS loss): 2; without (diffusion loss only): 1" in summary  # "inside" cannot be guided
+    rows[1]["subject_phrase"] = "two mugs"
+    (folder / "pos_relations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = caps.index("two cups above a clock")
+    with pytest.raises(ValueError, match=rf"sample {bad} \(0001_000.jpg\): its relation 'two mugs above a clock'"):
+        train(host, captions=caps, folder="sr4g_x", data=latents(3))
+
+
+def test_dit_models_are_refused_with_a_clear_message(host):
+    import dit_fixtures
+
+    with torch.inference_mode():
+        flux = dit_fixtures.flux()
+    with pytest.raises(ValueError, match="model: PoS Train LoRA trains UNet models"):
+        train(host, model=flux)
