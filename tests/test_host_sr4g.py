@@ -123,7 +123,7 @@ def test_sr4g_benchmark_workflow_runs(srv):
     scores = [k for k, n in prompt.items() if n["class_type"] == "PoSScore"]
     assert len(scores) == 4 and all(entry["outputs"].get(k) for k in scores)
     saved = sorted(p.name.split("_0")[0] for p in (srv.base / "output" / "sr4g_bench").glob("*.png"))
-    assert saved == ["base", "lora", "pos", "psg"], saved  # pos_lora_00001_.png -> "pos"
+    assert saved == ["base", "lora", "pos_lora", "psg"], saved
 
 
 def test_sr4g_pos_lora_training_workflow_runs_end_to_end(srv):
