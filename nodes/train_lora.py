@@ -276,7 +276,7 @@ class PoSTrainLoRA(io.ComfyNode):
                                tooltip="The optimiser."),
                 io.Combo.Input("loss_function", options=["MSE", "L1", "Huber", "SmoothL1"], default="MSE",
                                tooltip="The diffusion loss (on the predicted clean latent, as Train LoRA)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seeds the LoRA's initial weights, the batches, noise and noise levels."),
                 io.Combo.Input("training_dtype", options=["bf16", "fp32"], default="bf16",
                                tooltip="The dtype to train in (fp32 on a CPU)."),

@@ -39,7 +39,13 @@ REWRITTEN = {"Nodes": ROOT / "web" / "docs"}
 CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a second with no network access.":
              "the pack registers 10 nodes (the old README said 9)",
              "from the start. Either way the `LATENT` output is what a KSampler with `best_seed` makes; host tests":
-             "the same latent up to floating-point rounding (batched candidates), as docs/tests.md now says"}
+             "the same latent up to floating-point rounding (batched candidates), as docs/tests.md now says",
+             "| `sr4g_benchmark` | SR4G test_unseen prompts generated with the base model, with the LoRA and with PSG, "
+             "scored by PoS Score |": "the benchmark workflow gained the PoS LoRA as a fourth way (issue 22)",
+             "generates each with the base model, the base model with the LoRA, and with PoS Guidance, then scores":
+             "the same: a fourth way, the PoS LoRA (docs/sr4g.md)",
+             "and saves a LoRA; `sr4g_benchmark` runs end to end (LoRA trained in the graph, base / LoRA / PSG, three":
+             "the same: four ways and four PoS Scores now (docs/sr4g.md)"}
 
 
 def sections(old: str) -> list[tuple[str, str]]:
