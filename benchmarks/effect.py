@@ -166,20 +166,16 @@ def apply_patch(model, name: str, lora_path: Path | None = None):
 
 def testbed_lora(model) -> Path:
     """A seeded random rank-4 LoRA on the testbed UNet's attention projections (cached), for --patch LoRA."""
-    import torch
     from safetensors.torch import save_file
 
     path = Path(os.environ.get("POS_TESTBED_CACHE", Path.home() / ".cache" / "pos_spatial_testbed")) / "random_lora.safetensors"
     if path.exists():
         return path
-    g = torch.Generator().manual_seed(11)
-    sd = {}
-    for name, p in model.model.diffusion_model.named_parameters():
-        if p.ndim == 2 and (".attn1.to_" in name or ".attn2.to_" in name) and name.endswith(".weight"):
-            key = "diffusion_model." + name[:-len(".weight")]
-            sd[key + ".lora_up.weight"] = torch.randn(p.shape[0], 4, generator=g) * 0.02
-            sd[key + ".lora_down.weight"] = torch.randn(4, p.shape[1], generator=g) * 0.02
-            sd[key + ".alpha"] = torch.tensor(4.0)
+    import comfy_host
+
+    weights = [("diffusion_model." + n[:-len(".weight")], p) for n, p in model.model.diffusion_model.named_parameters()
+               if n.endswith(".weight")]
+    sd = comfy_host.random_lora(weights, lambda n: ".attn1.to_" in n or ".attn2.to_" in n, seed=11, scale=0.02)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path))
     return path

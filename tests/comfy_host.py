@@ -254,6 +254,24 @@ def guide(host, rels, scale=20.0, fraction=0.5, loss_scale=-1.0, smoothing=True,
                                                  smoothing, level).result
 
 
+def random_lora(weights, keep, seed: int, scale: float, rank: int = 4, dtype=None) -> dict:
+    """A seeded random rank-`rank` LoRA state dict on the 2-D weights (module name, weight) that `keep(name)`
+    accepts, in the generic `diffusion_model.<module>.lora_up/lora_down/alpha` format ComfyUI's LoRA loaders
+    read; up and down drawn N(0, scale) in the order of `weights`. Shared by the fixture's LoRA file, the
+    testbed's (benchmarks/effect.py) and the DiT tests'."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, w in weights:
+        if w.ndim != 2 or not keep(name):
+            continue
+        out_f, in_f = w.shape
+        for key, value in ((f"{name}.lora_up.weight", torch.randn(out_f, rank, generator=gen) * scale),
+                           (f"{name}.lora_down.weight", torch.randn(rank, in_f, generator=gen) * scale),
+                           (f"{name}.alpha", torch.tensor(float(rank)))):
+            sd[key] = value if dtype is None else value.to(dtype)
+    return sd
+
+
 def fixture_lora() -> Path:
     """A seeded random LoRA for the small fixture (rank 4 on every attention projection of the UNet), in
     the generic `diffusion_model.<module>.lora_up/lora_down/alpha` format ComfyUI's LoRA loaders read."""
@@ -262,18 +280,9 @@ def fixture_lora() -> Path:
     path = CACHE / "loras" / "pos_random_lora.safetensors"
     if path.exists():
         return path
-    gen = torch.Generator().manual_seed(1)
-    sd = {}
-    for k, v in load_file(str(fixture_checkpoint())).items():
-        if not k.startswith("model.diffusion_model.") or not k.endswith(".weight") or v.ndim != 2:
-            continue
-        if not any(p in k for p in (".attn1.to_", ".attn2.to_")):
-            continue
-        name = k[len("model."):-len(".weight")]
-        out_f, in_f = v.shape
-        sd[f"{name}.lora_up.weight"] = (torch.randn(out_f, 4, generator=gen) * 0.05).half()
-        sd[f"{name}.lora_down.weight"] = (torch.randn(4, in_f, generator=gen) * 0.05).half()
-        sd[f"{name}.alpha"] = torch.tensor(4.0).half()
+    weights = [(k[len("model."):-len(".weight")], v) for k, v in load_file(str(fixture_checkpoint())).items()
+               if k.startswith("model.diffusion_model.") and k.endswith(".weight")]
+    sd = random_lora(weights, lambda n: ".attn1.to_" in n or ".attn2.to_" in n, seed=1, scale=0.05, dtype=torch.half)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file(sd, str(tmp), metadata={"pos_fixture": FIXTURE_VERSION})

@@ -12,6 +12,8 @@ import dataclasses
 import pytest
 import torch
 
+import comfy_host
+
 from test_host_dit import CFG, guided, relations, run_sampler
 
 SIZE = 128  # 8 x 8 image tokens
@@ -37,14 +39,9 @@ def lora(model, seed=3):
     """The model with a seeded random rank-4 LoRA on every attention projection (ComfyUI's LoRA loader)."""
     import comfy.sd
 
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for name, p in model.model.diffusion_model.named_parameters():
-        if p.ndim == 2 and ("attn" in name or "linear1" in name) and name.endswith(".weight"):
-            key = "diffusion_model." + name[:-len(".weight")]
-            sd[key + ".lora_up.weight"] = torch.randn(p.shape[0], 4, generator=g) * 0.05
-            sd[key + ".lora_down.weight"] = torch.randn(4, p.shape[1], generator=g) * 0.05
-            sd[key + ".alpha"] = torch.tensor(4.0)
+    weights = [("diffusion_model." + n[:-len(".weight")], p) for n, p in model.model.diffusion_model.named_parameters()
+               if n.endswith(".weight")]
+    sd = comfy_host.random_lora(weights, lambda n: "attn" in n or "linear1" in n, seed=seed, scale=0.05)
     assert sd
     with torch.inference_mode():
         patched, _ = comfy.sd.load_lora_for_models(model, None, sd, 1.0, 0.0)
