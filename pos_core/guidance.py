@@ -66,16 +66,21 @@ def _marginal(maps: torch.Tensor, axis: str) -> torch.Tensor:
     return m / m.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
 
 
-def relation_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str) -> torch.Tensor:
-    """PSG loss per pair of [N, H, W] (already smoothed) maps: P(wrong order)^2, shape [N]."""
+def _checked(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str, which: str) -> tuple[str, str]:
+    """(canonical relation, axis "x" or "y") of a pair both objectives accept; ValueError otherwise."""
     rel = canonical_relation(relation)
     if rel not in AXIS_2D:
-        raise ValueError(f"relation {relation!r} cannot guide attention: PSG guides left, right, "
-                         "above and below (use seed search with PSE for front/behind)")
+        raise ValueError(f"relation {relation!r} cannot guide attention: {which}")
     if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
         raise ValueError(f"attention maps must share one [..., H, W] shape, got {tuple(maps_a.shape)} "
                          f"and {tuple(maps_b.shape)}")
-    axis = "x" if rel in ("left", "right") else "y"
+    return rel, "x" if rel in ("left", "right") else "y"
+
+
+def relation_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str) -> torch.Tensor:
+    """PSG loss per pair of [N, H, W] (already smoothed) maps: P(wrong order)^2, shape [N]."""
+    rel, axis = _checked(maps_a, maps_b, relation, "PSG guides left, right, above and below (use seed search "
+                                                   "with PSE for front/behind)")
     pa, pb = _marginal(maps_a, axis), _marginal(maps_b, axis)
     wrong = prob_not_greater(pa, pb) if rel in ("left", "above") else prob_not_greater(pb, pa)
     return wrong * wrong
@@ -109,16 +114,9 @@ def center_loss_batch(maps_a: torch.Tensor, maps_b: torch.Tensor, relation: str,
     Attention-Refocusing and layout-guidance use box energies (attention mass inside a given box), which
     need a layout; PSG has none, so their form cannot be used here without inventing boxes.
     """
-    rel = canonical_relation(relation)
-    if rel not in AXIS_2D:
-        raise ValueError(f"relation {relation!r} cannot guide attention: the center objective guides left, "
-                         "right, above and below")
-    if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
-        raise ValueError(f"attention maps must share one [..., H, W] shape, got {tuple(maps_a.shape)} "
-                         f"and {tuple(maps_b.shape)}")
+    rel, axis = _checked(maps_a, maps_b, relation, "the center objective guides left, right, above and below")
     if not margin >= 0:
         raise ValueError(f"center margin must be >= 0, got {margin}")
-    axis = "x" if rel in ("left", "right") else "y"
     ca, cb = centroids(maps_a, axis), centroids(maps_b, axis)
     first, second = (ca, cb) if rel in ("left", "above") else (cb, ca)
     return torch.relu(margin + first - second) ** 2
