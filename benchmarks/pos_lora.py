@@ -6,6 +6,7 @@ the testbed's training scenes and captions (training object pairs only), with an
     # then, per LoRA file `train` printed:
     COMFYUI_PATH=... python benchmarks/effect.py eval --lora FILE --validation --n 60 --ways unguided   # choose
     COMFYUI_PATH=... python benchmarks/effect.py eval --lora FILE --n 200 --ways unguided,psg@20        # report
+    python benchmarks/pos_lora.py table base=DIR:unguided control=DIR:unguided ... --ref base            # table
 
 `train` builds one dataset (seeded scenes as stored latents, their captions encoded by the testbed's CLIP),
 then one LoRA per weight with the same steps, batches, noise and seed (weight 0 is the control: the
@@ -164,9 +165,60 @@ def report_cost(secs, mem, args) -> int:
     return 0
 
 
+def paired(a: list[float], b: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over the same cases and its bootstrap 95 % interval (cases resampled together)."""
+    import random
+
+    if len(a) != len(b):
+        raise ValueError("paired runs must have the same cases")
+    rng, n = random.Random(seed), len(a)
+    diff = [x - y for x, y in zip(a, b)]
+    means = sorted(sum(diff[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
+    return sum(diff) / n, means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+
+
+def cmd_table(args) -> int:
+    """One table from effect.py eval results (LABEL=DIR[:WAY]), with paired differences against --ref."""
+    rows = {}
+    for spec in args.runs:
+        label, _, rest = spec.partition("=")
+        folder, _, way = rest.partition(":")
+        r = json.loads(Path(folder, "results.json").read_text())
+        way = way or next(iter(r["ways"]))
+        rows[label] = (r, r["ways"][way])
+
+    def pct(t):
+        return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
+
+    def col(v, key):
+        return [float(x[key]) for x in v["raw"]["rows"]]
+
+    ref = rows[args.ref][1] if args.ref else None
+    lines = ["| model and way | n | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | "
+             "map centroid nearer own | map mass on own | relation vs "
+             f"{args.ref or '-'} (paired) | objects vs {args.ref or '-'} |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, (_, v) in rows.items():
+        al = v.get("alignment")
+        own = f"{100 * al['centroid_nearer_own']:.1f} %" if al else ""
+        mass = f"{100 * al['mass_in_own']:.1f} %" if al else ""
+        diff = dd = ""
+        if ref is not None and v is not ref:
+            m, lo, hi = paired(col(v, "correct"), col(ref, "correct"))
+            diff = f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            m, lo, hi = paired(col(v, "drawn"), col(ref, "drawn"))
+            dd = f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        lines.append(f"| {label} | {v['n']} | {pct(v['relation_accuracy'])} | {pct(v['object_accuracy'])} | "
+                     f"{v['mean_pse'][0]:.3f} | {own} | {mass} | {diff} | {dd} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("table", help="one table of eval runs: LABEL=DIR[:WAY] ...")
+    t.add_argument("runs", nargs="+")
+    t.add_argument("--ref", default="", help="the label paired differences are taken against")
     for name in ("train", "cost"):
         p = sub.add_parser(name)
         p.add_argument("--checkpoint", default="", help="the testbed checkpoint (default: effect.py's 2400-step one)")
@@ -184,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--weight", type=float, default=1.0)
             p.add_argument("--blocks", type=int, default=4, help="timed blocks, alternating off / on")
     args = ap.parse_args(argv)
+    if args.cmd == "table":
+        return cmd_table(args)
     effect.setup()
     return cmd_train(args) if args.cmd == "train" else cmd_cost(args)
 
