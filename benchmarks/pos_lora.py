@@ -194,9 +194,10 @@ def cmd_table(args) -> int:
         return [float(x[key]) for x in v["raw"]["rows"]]
 
     ref = rows[args.ref][1] if args.ref else None
-    lines = ["| model and way | n | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | "
-             "map centroid nearer own | map mass on own | relation vs "
-             f"{args.ref or '-'} (paired) | objects vs {args.ref or '-'} |", "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| model and way | n | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | "
+            f"map centroid nearer own | map mass on own | relation vs {args.ref or '-'} (paired) | objects vs "
+            f"{args.ref or '-'} |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for label, (_, v) in rows.items():
         al = v.get("alignment")
         own = f"{100 * al['centroid_nearer_own']:.1f} %" if al else ""
