@@ -73,11 +73,11 @@ class Trainer:
                     enc[c] = nodes.CLIPTextEncode().encode(self.clip, c)[0]
                 self.positive += enc[c]
 
-    def train(self, weight: float, steps: int, seed: int, checkpointing: bool = False):
+    def train(self, weight: float, steps: int, seed: int, checkpointing: bool = False, noise_levels: float = 1.0):
         with self.torch.inference_mode():
             out = self.node.execute(self.model, {"samples": self.latents}, self.positive, self.clip, "",
-                                    "\n".join(self.captions), weight, "auto", BATCH, 1, steps, LR, RANK, "AdamW",
-                                    "MSE", seed, "fp32", "fp32", "LoRA", checkpointing).result
+                                    "\n".join(self.captions), weight, noise_levels, "auto", BATCH, 1, steps, LR, RANK,
+                                    "AdamW", "MSE", seed, "fp32", "fp32", "LoRA", checkpointing).result
         return out
 
 
@@ -96,8 +96,10 @@ def cmd_train(args) -> int:
 
     ckpt = testbed_checkpoint(args)
     weights = [float(w) for w in args.weights.split(",") if w.strip()]
-    tag = hashlib.sha1(json.dumps([str(ckpt), args.n_data, args.data_seed, args.steps, args.seed, LR, RANK,
-                                   BATCH, 1]).encode()).hexdigest()[:10]
+    key = [str(ckpt), args.n_data, args.data_seed, args.steps, args.seed, LR, RANK, BATCH, 1]
+    if args.noise_levels != 1.0:  # (files trained on all noise levels keep their names)
+        key.append(args.noise_levels)
+    tag = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = None
@@ -108,11 +110,12 @@ def cmd_train(args) -> int:
             continue
         trainer = trainer or Trainer(ckpt, args.n_data, args.data_seed)
         t0 = time.time()
-        _, lora, losses, _, _, summary = trainer.train(w, args.steps, args.seed)
+        _, lora, losses, _, _, summary = trainer.train(w, args.steps, args.seed, noise_levels=args.noise_levels)
         secs = time.time() - t0
         save_file({k: v.detach().contiguous() for k, v in lora.items()}, str(path))
         meta = {"weight": w, "lora": str(path), "checkpoint": str(ckpt), "steps": args.steps, "batch": BATCH,
-                "lr": LR, "rank": RANK, "seed": args.seed, "n_data": args.n_data, "data_seed": args.data_seed,
+                "lr": LR, "rank": RANK, "seed": args.seed, "noise_levels": args.noise_levels, "n_data": args.n_data,
+                "data_seed": args.data_seed,
                 "seconds": round(secs, 1), "summary": summary,
                 "losses": {k: [round(v, 6) for v in vals] for k, vals in losses.items()}}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
@@ -232,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--n-data", type=int, default=2048, help="training scenes in the dataset")
         p.add_argument("--data-seed", type=int, default=1)
         if name == "train":
-            p.add_argument("--weights", default="0,0.3,1,3", help="PoS loss weights; 0 = the control LoRA")
+            p.add_argument("--weights", default="0,1,10,100", help="PoS loss weights; 0 = the control LoRA")
+            p.add_argument("--noise-levels", type=float, default=1.0,
+                           help="the PoS term on the noisiest fraction of noise levels (the node's pos_noise_levels)")
         else:
             p.add_argument("--weight", type=float, default=1.0)
             p.add_argument("--blocks", type=int, default=4, help="timed blocks, alternating off / on")

@@ -154,9 +154,10 @@ def batch_cond(conds: list[dict]) -> dict:
 
 
 def make_sampler(nodes_train, cap: Capture, samples: list, weight: float, criterion, optimizer, batch_size: int,
-                 steps: int, grad_acc: int, seed: int, dtype, losses: dict, pbar):
+                 steps: int, grad_acc: int, seed: int, dtype, losses: dict, pbar, noise_levels: float = 1.0):
     """A comfy Sampler whose `sample` is the training loop: diffusion loss (ComfyUI's: x0 prediction against
-    the clean latent at a uniform random noise level) + weight x PoS loss of the same forward's maps."""
+    the clean latent at a uniform random noise level) + weight x PoS loss of the same forward's maps, for the
+    samples whose noise level is in the noisiest `noise_levels` fraction (where layout is decided)."""
 
     class PoSTrainSampler(comfy.samplers.Sampler):
         def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
@@ -172,13 +173,13 @@ def make_sampler(nodes_train, cap: Capture, samples: list, weight: float, criter
                 idx = torch.randperm(n, generator=gen)[:batch_size].tolist()
                 x0 = torch.stack([latent_image[j] for j in idx])
                 eps = torch.randn(x0.shape, generator=gen).to(x0)
-                sig = torch.tensor([float(ms.percent_to_sigma(float(torch.rand((), generator=gen))))
-                                    for _ in idx]).to(x0.device)
+                pct = [float(torch.rand((), generator=gen)) for _ in idx]  # 0 = the noisiest
+                sig = torch.tensor([float(ms.percent_to_sigma(p)) for p in pct]).to(x0.device)
                 xt = ms.noise_scaling(sig, eps, x0, False)
                 target = ms.noise_scaling(torch.zeros_like(sig), torch.zeros_like(eps), x0, False)
                 model_wrap.conds["positive"] = [batch_cond([conds[j] for j in idx])]
                 args = nodes_train.make_batch_extra_option_dict(extra_args, idx, full_size=n)
-                batch = [samples[j] for j in idx]
+                batch = [samples[j] if p < noise_levels else None for j, p in zip(idx, pct)]
                 cap.probs, cap.recording = [], weight > 0 and any(s is not None for s in batch)
                 try:
                     with torch.autocast(xt.device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -261,6 +262,10 @@ class PoSTrainLoRA(io.ComfyNode):
                 io.Float.Input("pos_weight", default=1.0, min=0.0, max=1000.0, step=0.01,
                                tooltip="Weight of the PoS loss beside the diffusion loss. 0 = plain LoRA "
                                        "training (the control)."),
+                io.Float.Input("pos_noise_levels", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="The PoS loss is applied to samples drawn at the noisiest fraction of noise "
+                                       "levels: 1 = all; 0.5 = the noisier half, where PoS Guidance acts and the "
+                                       "layout is decided. Other samples train on the diffusion loss alone."),
                 io.Combo.Input("attention_level", options=list(LEVELS), default="auto",
                                tooltip="The UNet level whose cross-attention maps the PoS loss reads: auto = the "
                                        "level PoS Guidance uses (SD1 16 x 16 at 512 px, SDXL 32 x 32 at 1024 px)."),
@@ -301,7 +306,8 @@ class PoSTrainLoRA(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, latents, positive, clip, dataset_folder, captions, pos_weight, attention_level,
+    def execute(cls, model, latents, positive, clip, dataset_folder, captions, pos_weight, pos_noise_levels,
+                attention_level,
                 batch_size, grad_accumulation_steps, steps, learning_rate, rank, optimizer, loss_function, seed,
                 training_dtype, lora_dtype, algorithm, gradient_checkpointing) -> io.NodeOutput:
         nodes_train, adapter_maps = comfy_training()
@@ -362,7 +368,7 @@ class PoSTrainLoRA(io.ComfyNode):
             log.info("[PoS spatial] PoS Train LoRA: training %d steps on %d samples (%d with relations), "
                      "pos_weight %g", steps, n, with_rel, pos_weight)
             sampler = make_sampler(nodes_train, cap, samples, pos_weight, criterion, opt, batch_size, steps,
-                                   grad_accumulation_steps, seed, dtype, losses, pbar)
+                                   grad_accumulation_steps, seed, dtype, losses, pbar, pos_noise_levels)
             from comfy_extras.nodes_custom_sampler import Guider_Basic
 
             guider = Guider_Basic(mp)
@@ -376,7 +382,7 @@ class PoSTrainLoRA(io.ComfyNode):
             for a in adapters:
                 a.requires_grad_(False)
             lora_sd = {k: v.detach().to(ldtype) for k, v in lora_sd.items()}
-        summary = cls._summary(n, with_rel, skipped, pos_weight, losses, targets)
+        summary = cls._summary(n, with_rel, skipped, pos_weight, losses, targets, pos_noise_levels)
         log.info("[PoS spatial] PoS Train LoRA: %s", summary.replace("\n", "; "))
         return io.NodeOutput(mp, lora_sd, losses, steps, loss_graph(losses, pos_weight), summary)
 
@@ -451,14 +457,15 @@ class PoSTrainLoRA(io.ComfyNode):
             adapters.append(a)
 
     @staticmethod
-    def _summary(n, with_rel, skipped, weight, losses, targets) -> str:
+    def _summary(n, with_rel, skipped, weight, losses, targets, noise_levels=1.0) -> str:
         secs = losses["seconds"][1:] or losses["seconds"]
         tail = max(1, len(losses["loss"]) // 10)
         mean = lambda v: sum(v[-tail:]) / len(v[-tail:]) if v else float("nan")
         return "\n".join([
             (f"samples: {n}; with a left/right/above/below relation (PoS loss): {with_rel}; without "
              f"(diffusion loss only): {n - with_rel}; relations PSG cannot guide, left out: {skipped}"),
-            f"pos_weight {weight:g}; attention layers: {len(targets)}; steps: {len(losses['loss'])}",
+            (f"pos_weight {weight:g} on the noisiest {100 * noise_levels:g} % of noise levels; attention layers: "
+             f"{len(targets)}; steps: {len(losses['loss'])}"),
             (f"last 10 %: diffusion {mean(losses['diffusion']):.5f}, PoS {mean(losses['pos']):.5f}, "
              f"total {mean(losses['loss']):.5f}"),
             f"seconds a step: {sum(secs) / max(1, len(secs)):.3f}",

@@ -170,7 +170,8 @@ def pos_lora_node(model, latents, positive, clip, folder, steps, weight=1.0):
     """PoS Train LoRA with Train LoRA's SD1.5 settings of sr4g_lora_training, plus the PoS loss."""
     return {"class_type": "PoSTrainLoRA", "inputs": {
         "model": list(model), "latents": list(latents), "positive": list(positive), "clip": list(clip),
-        "dataset_folder": list(folder), "captions": "", "pos_weight": weight, "attention_level": "auto",
+        "dataset_folder": list(folder), "captions": "", "pos_weight": weight, "pos_noise_levels": 1.0,
+        "attention_level": "auto",
         "batch_size": 1, "grad_accumulation_steps": 1, "steps": steps, "learning_rate": 0.0001, "rank": 8,
         "optimizer": "AdamW", "loss_function": "MSE", "seed": 0, "training_dtype": "bf16", "lora_dtype": "bf16",
         "algorithm": "LoRA", "gradient_checkpointing": True}}

@@ -27,13 +27,14 @@ def latents(n=4, seed=0):
 
 
 def train(host, weight=1.0, captions=CAPTIONS, positive=None, folder="", steps=3, lr=1e-3, checkpointing=False,
-          data=None, batch=2, model=None):
+          data=None, batch=2, model=None, noise_levels=1.0):
     from pos_spatial_pack.nodes.train_lora import PoSTrainLoRA
 
     positive = encode_all(host, captions) if positive is None else positive
     with torch.inference_mode():
         return PoSTrainLoRA.execute(model or host.model, data or latents(len(captions)), positive, host.clip, folder,
-                                    "\n".join(captions), weight, "auto", batch, 1, steps, lr, 4, "AdamW", "MSE", 0,
+                                    "\n".join(captions), weight, noise_levels, "auto", batch, 1, steps, lr, 4, "AdamW",
+                                    "MSE", 0,
                                     "fp32", "fp32", "LoRA", checkpointing).result
 
 
@@ -77,6 +78,16 @@ def test_pos_weight_changes_what_is_learned_and_lowers_the_pos_loss(host):
     assert last < 0.8 * first, loss["pos"]
     _, control, _, _, _, _ = train(host, weight=0.0, captions=caps, data=data, steps=12, lr=5e-3, batch=4)
     assert any(not torch.equal(lora[k], control[k]) for k in lora)
+
+
+def test_pos_noise_levels_limits_the_pos_term_to_the_noisiest_samples(host):
+    """pos_noise_levels 0.5: only samples drawn in the noisier half of noise levels get the PoS term, so
+    some steps' PoS part is 0 (batch 1) while the diffusion part is the same run's as with 1.0."""
+    _, _, full, _, _, _ = train(host, weight=1.0, steps=8, batch=1)
+    _, _, half, _, _, summary = train(host, weight=1.0, steps=8, batch=1, noise_levels=0.5)
+    assert all(p > 0 for p in full["pos"]) and 0 < sum(p == 0 for p in half["pos"]) < 8, half["pos"]
+    assert "on the noisiest 50 % of noise levels" in summary
+    assert half["diffusion"][0] == pytest.approx(full["diffusion"][0], rel=1e-5)  # same batches and noise
 
 
 def test_gradient_checkpointing_gives_the_same_lora(host):
