@@ -301,8 +301,8 @@ def _choose_targets(run: Run, guider, x, timestep, model_options, step: int) -> 
     if not scores:
         run.targets = list(run.family.fallback)
         run.family.chose(run.targets)
-        text = (f"PoS Guidance: maps: no candidate's maps were recorded on step {step}; using the auto choice "
-                f"({','.join(str(k[-1]) for k in run.targets)}).")
+        text = (f"PoS Guidance: maps: no candidate's maps were recorded on step {step} (no positive prompt "
+                "carried the relations, or another node's patch stopped the extra pass); using the auto choice.")
         run.choice = {"step": step, "kept": [], "scores": {}, "seconds": seconds, "note": text}
         run.note(text)
         return
