@@ -126,3 +126,13 @@ def test_maps_bad_inputs_name_the_input(host, dit):
         guided(host, models["flux"], level="maps")
     with pytest.raises(ValueError, match="blocks: 'mapz' is not a block"):
         guided(host, models["sd3"], blocks="mapz")
+
+
+def test_maps_falls_back_to_auto_with_a_note_when_nothing_was_recorded(host, dit):
+    models, conds = dit
+    model, run = guided(host, models["flux"])
+    run.family.candidates = lambda: [("x", [("double_block", 99)])]  # a candidate that never records
+    out = sample(host, model, conds["flux"], 1.0)
+    assert run.choice["kept"] == [] and run.targets == run.family.fallback == [("double_block", 1)]
+    assert any("no candidate's maps were recorded" in n for n in run.notes)
+    assert sorted(run.losses) == [0, 1] and torch.isfinite(out).all()  # guided on the auto blocks
