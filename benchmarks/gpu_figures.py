@@ -157,7 +157,7 @@ def depth(dm) -> str:
         return f"{len(dm.double_blocks)} double + {len(dm.single_blocks)} single blocks"
     if hasattr(dm, "joint_blocks"):
         return f"{len(dm.joint_blocks)} joint blocks"
-    return f"{sum(1 for m in dm.modules() if type(m).__name__ == 'CrossAttention') // 2} transformer blocks (attn1 + attn2)"
+    return f"{sum(1 for m in dm.modules() if type(m).__name__ == 'CrossAttention') // 2} transformer blocks"
 
 
 def full_configs() -> list[dict]:
