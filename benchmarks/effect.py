@@ -377,7 +377,7 @@ def cmd_eval(args) -> int:
     total = len(ways) * len(cases)
     start, done = time.time(), 0
     for way in ways:
-        rows, secs, aligns = [], [], []
+        rows, secs, aligns, choices = [], [], [], []
         for prompt, s, rel, o, seed in cases:
             t0 = time.time()
             latent, run = bench.run(way, prompt, seed)
@@ -387,9 +387,18 @@ def cmd_eval(args) -> int:
                 al = alignment(run, latent, testbed, s, o)
                 if al:
                     aligns.append(al)
+                if run.choice is not None:  # --blocks maps: what the run chose, and the seconds it took
+                    choices.append({"kept": ",".join(run.choice["kept"]), "seconds": run.choice["seconds"]})
             done += 1
             bar(done, total, start, f"{way:>16}")
         results[way] = summarize(rows, secs, aligns)
+        if choices:
+            kept: dict[str, int] = {}
+            for c in choices:
+                kept[c["kept"]] = kept.get(c["kept"], 0) + 1
+            results[way]["maps_choice"] = {"kept": dict(sorted(kept.items(), key=lambda kv: -kv[1])),
+                                           "seconds_mean": sum(c["seconds"] for c in choices) / len(choices),
+                                           "n": len(choices)}
         results[way]["raw"] = {"rows": [{k2: r[k2] for k2 in ("correct", "drawn", "pse", "missing_subject",
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
                                                               "relation")
@@ -514,6 +523,12 @@ def markdown(report: dict) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {w} | {100 * a['centroid_nearer_own']:.1f} % | {100 * a['mass_in_own']:.1f} % | {a['n']} |"
                   for w, a in al]
+    ch = [(w, r["maps_choice"]) for w, r in report["ways"].items() if "maps_choice" in r]
+    if ch:
+        lines += ["", "| way | blocks kept by maps (cases) | decision pass, mean s |", "|---|---|---|"]
+        for w, c in ch:
+            kept = ", ".join(f"{k or 'auto'} x{v}" for k, v in c["kept"].items())
+            lines.append(f"| {w} | {kept} | {c['seconds_mean']:.3f} |")
     return "\n".join(lines)
 
 
@@ -588,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--patch", default="", choices=("",) + PATCHES,
                            help="run every way beside this stock model patch at its defaults (PoS Guidance after it)")
             p.add_argument("--blocks", default="auto",
-                           help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1)")
+                           help="--arch flux: the blocks input of PoS Guidance and PoS Seed Search (e.g. s0,s1, or maps)")
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)

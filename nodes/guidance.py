@@ -24,7 +24,10 @@ def dit_inputs() -> list:
                         tooltip="Flux / SD3 only: the blocks whose image-to-text attention is used. " + BLOCKS_HELP
                                 + ". auto = the five blocks with the best maps in Exploring MM-DiT (ICCV 2025): "
                                 "Flux.1 double blocks 11,12,14,17,18; SD3-medium 4,5,7,8,9; SD3.5-medium "
-                                "5,7,8,9,10; SD3.5-large 16,18,20,21,24 (same relative depth on other depths)."),
+                                "5,7,8,9,10; SD3.5-large 16,18,20,21,24 (same relative depth on other depths). "
+                                "maps = the model picks: on the first step of each run one extra pass records "
+                                "every block's maps, the blocks whose object maps are most concentrated and "
+                                "least overlapping are kept (up to 5), and the node's text and the log say which."),
         io.Combo.Input("softmax", options=list(psg_patch.SOFTMAX), default="text", optional=True,
                        tooltip="Flux / SD3 only: text = softmax of each image query over the text keys "
                                "(Learn-to-Steer; the joint row's thousands of image keys dilute text attention); "
@@ -67,7 +70,9 @@ class PoSGuidance(io.ComfyNode):
                 io.Combo.Input("attention_level", options=list(psg_patch.LEVELS), default="auto",
                                tooltip="UNet level whose cross-attention is used. auto = the authors' "
                                        "(16x16 for SD1 at 512 px, 32x32 for SDXL at 1024 px; any size). "
-                                       "Flux / SD3: leave on auto and choose blocks."),
+                                       "maps = the level whose object maps are most concentrated and least "
+                                       "overlapping on the first step of each run (one extra pass; the node's "
+                                       "text says which). Flux / SD3: leave on auto and choose blocks."),
                 *dit_inputs(),
                 # last, so saved workflows (positional widgets_values) keep every earlier value in place
                 io.Combo.Input("objective", options=list(guidance.OBJECTIVES), default="pos", optional=True,
@@ -120,7 +125,8 @@ class PoSAttentionCapture(io.ComfyNode):
                 io.Model.Input("model", tooltip=MODEL_TIP),
                 PosRelations.Input("relations", tooltip="From PoS Relations from Prompt or PoS Relation."),
                 io.Combo.Input("attention_level", options=list(psg_patch.LEVELS), default="auto",
-                               tooltip="UNet level whose cross-attention is recorded (auto = the authors'). "
+                               tooltip="UNet level whose cross-attention is recorded (auto = the authors'; "
+                                       "maps = chosen from the maps on the first step). "
                                        "Flux / SD3: leave on auto and choose blocks."),
                 *dit_inputs(),
             ],

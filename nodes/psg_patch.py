@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -72,23 +73,37 @@ class Run:
     txt_len: int = 0  # DiT: text tokens of the current model call
     node_id: str | None = None  # the guidance node, for notes shown on it
     control_aliases: dict = field(default_factory=dict)  # id(ControlNet module) -> WeightAliases, per run
+    # blocks / attention_level "maps": targets start as every candidate and are narrowed on the first step
+    by_maps: bool = False
+    keep_choice: bool = False  # keep the first run's choice for later runs (PoS Seed Search's batches)
+    scoring: bool = False  # the choice's recording pass: every candidate records into block_maps
+    block_maps: dict = field(default_factory=dict)  # key -> [(maps, box)] of the recording pass
+    choice: dict | None = None  # what was chosen, from which scores, at which step, in how many seconds
+    candidate_targets: list[tuple] = field(default_factory=list)
     _aliases: WeightAliases | None = None
 
     def __post_init__(self):
         self.groups = attention.token_groups(self.relations.relations)
         self.pairs = attention.relation_pairs(self.relations.relations, self.groups)
         self.guided_pairs = attention.guidable_pairs(self.pairs)
+        self.candidate_targets = list(self.targets)
 
     def reset(self) -> None:
         self.layer_maps, self.maps, self.losses, self.deltas, self.skipped, self.notes = [], {}, {}, {}, [], []
         self.selection, self.straight, self._aliases, self.control_aliases = None, False, None, {}
+        self.scoring, self.block_maps = False, {}
+        if self.by_maps and self.choice is not None:
+            if self.keep_choice:  # the same blocks again, and the user told again
+                self.notes.append(self.choice["note"])
+            else:
+                self.choice, self.targets = None, list(self.candidate_targets)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, level: int = logging.WARNING) -> None:
         """Tell the user once per run: the log, and the guidance node's text in the front end."""
         if text in self.notes:
             return
         self.notes.append(text)
-        log.warning(text)
+        log.log(level, text)
         if self.node_id is not None:
             try:
                 from server import PromptServer
@@ -249,6 +264,63 @@ def _grad_pass(run: Run, guider, x, timestep, model_options):
     return loss, grad_x
 
 
+def _choose_targets(run: Run, guider, x, timestep, model_options, step: int) -> None:
+    """blocks / attention_level "maps": one recording pass (no gradient) over the chosen positive conds in
+    which every candidate block (UNet: level) records its maps; each is scored by `attention.map_sharpness`
+    (concentrated and distinct object maps) and the best are kept as the run's targets. Told once."""
+    t0 = time.perf_counter()
+    model = guider.inner_model
+    chosen = [c for c in guider.conds.get("positive") or []
+              if run.selection is None or run.selection.uuids is None or c.get("uuid") in run.selection.uuids]
+    options = _gradient_options(model_options, run)  # without caches' wrappers, as the gradient pass
+    run.block_maps, run.layer_maps, run.scoring = {}, [], True
+    try:
+        with torch.no_grad():
+            for cond in chosen:
+                comfy.samplers.calc_cond_batch(model, [[cond]], x, timestep, options)
+    except comfy.model_management.InterruptProcessingException:
+        raise
+    except Exception as e:  # another node's patch the extra pass trips on: choose nothing, never stop the queue
+        log.info("PoS Guidance: maps: the recording pass failed (%s)", e)
+        run.block_maps = {}
+    finally:
+        run.scoring = False
+    pieces, run.block_maps, run.layer_maps = run.block_maps, {}, []
+    labels, keys, scores, parts = [], [], [], []
+    for label, cand in run.family.candidates():
+        got = [p for k in cand for p in pieces.get(k, [])]
+        if not got:
+            continue
+        sharp = attention.map_sharpness(attention.canvas_mean(got, run.family.candidate_grid(cand, run.latent_hw)),
+                                        run.pairs)
+        labels.append(label)
+        keys.append(cand)
+        scores.append(float(sharp["score"].mean()))
+        parts.append((float(sharp["concentration"].mean()), float(sharp["overlap"].mean())))
+    seconds = time.perf_counter() - t0
+    if not scores:
+        run.targets = list(run.family.fallback)
+        run.family.chose(run.targets)
+        text = (f"PoS Guidance: maps: no candidate's maps were recorded on step {step} (no positive prompt "
+                "carried the relations, or another node's patch stopped the extra pass); using the auto choice.")
+        run.choice = {"step": step, "kept": [], "scores": {}, "seconds": seconds, "note": text}
+        run.note(text)
+        return
+    kept = attention.pick_best(scores, most=run.family.maps_most)
+    run.targets = [k for i in kept for k in keys[i]]
+    run.family.chose(run.targets)
+    run.grid = run.family.grid(run.latent_hw)
+    what = "attention_level" if run.family.name in ("sd1", "sd2", "sdxl") else "blocks"
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:6]
+    text = (f"PoS Guidance: {what}=maps kept {','.join(labels[i] for i in kept)}, chosen on step {step} from "
+            f"{len(scores)} candidates' maps in {seconds:.2f} s (score = concentration x (1 - overlap): "
+            + ", ".join(f"{labels[i]} {scores[i]:.3f}" for i in ranked) + (", ..." if len(scores) > 6 else "") + ")")
+    run.choice = {"step": step, "kept": [labels[i] for i in kept], "seconds": seconds, "note": text,
+                  "scores": {lb: {"score": sc, "concentration": c, "overlap": o}
+                             for lb, sc, (c, o) in zip(labels, scores, parts)}}
+    run.note(text, logging.INFO)
+
+
 def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> torch.Tensor:
     """x moved by one PSG step, or x itself (with a note) when no usable gradient can be had."""
     model = guider.inner_model
@@ -317,6 +389,8 @@ def make_predict_noise(run: Run):
                 run.note(run.selection.note)
         step, first_call = step_of(sample_sigmas, sigma)
         sigma_next = float(sample_sigmas[step + 1])
+        if run.by_maps and run.choice is None and first_call:
+            _choose_targets(run, executor.class_obj, x, timestep, model_options, step)
         x_new = x
         if (first_call and run.settings.scale > 0 and sigma_next > 0 and run.guided_pairs
                 and step < guidance.guided_steps(run.num_steps, run.settings.fraction)):
@@ -363,7 +437,7 @@ def patch(model, relations: RelationSet, settings: Settings, level: str = "auto"
     if settings.objective not in guidance.OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(guidance.OBJECTIVES)}, got {settings.objective!r}")
     family = family_of(model)
-    run = Run(relations, settings, family.targets(level, blocks), family, node_id=node_id)
+    run = Run(relations, settings, family.targets(level, blocks), family, node_id=node_id, by_maps=family.by_maps)
     m = model.clone()
     family.install(m, run)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, make_outer_sample(run))

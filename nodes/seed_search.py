@@ -163,6 +163,7 @@ class PoSSeedSearch(io.ComfyNode):
         if mode == "attention":
             searched, run = psg_patch.patch(model, relations, psg_patch.Settings(scale=0.0, softmax=softmax),
                                             blocks=blocks)
+            run.keep_choice = True  # blocks=maps: every batch of candidates is ranked by the same blocks
 
         scores: list[float] = []
         previews: list[torch.Tensor] = []
@@ -219,8 +220,10 @@ class PoSSeedSearch(io.ComfyNode):
         else:
             final = torch.cat(samples)[best:best + 1]
         name = "attention loss (lower is better)" if mode == "attention" else "PSE (higher is better)"
-        table = json.dumps({"mode": mode, "score": name, "best_seed": seeds[best],
-                            "candidates": [{"seed": seeds[i], "score": scores[i]} for i in order]}, indent=1)
+        info = {"mode": mode, "score": name, "best_seed": seeds[best]}
+        if run is not None and run.choice is not None:  # blocks=maps: which blocks ranked the candidates
+            info["blocks"] = ",".join(run.choice["kept"]) or "auto"
+        table = json.dumps({**info, "candidates": [{"seed": seeds[i], "score": scores[i]} for i in order]}, indent=1)
         pictures = cls._grid(previews, maps, run.pairs if run else None, scores, seeds, best, mode)
         out_latent = {"samples": final.to(comfy.model_management.intermediate_device())}
         return io.NodeOutput(out_latent, seeds[best], table, pictures, ui=ui.PreviewImage(pictures, cls=cls))

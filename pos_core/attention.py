@@ -6,6 +6,7 @@ one UNet level, conditional branch only, current step only (PAPER.md section 4).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -88,6 +89,42 @@ def maps_loss(maps: torch.Tensor, pairs: Sequence[tuple[int, int, str]], smoothi
 
 
 SOFTMAX = ("text", "joint")  # DiT maps: softmax over the text keys only, or over the full joint row
+
+# blocks / attention_level "maps": the share of the grid whose mass is counted, how close to the best block's
+# score another block must be to be kept with it, and how many are kept at most (the published choices' count)
+MAPS_TOP, MAPS_KEEP, MAPS_MOST = 0.1, 0.9, 5
+
+
+def map_sharpness(maps: torch.Tensor, pairs: Sequence[tuple[int, int, str]], top: float = MAPS_TOP) -> dict:
+    """How usable one block's (or level's) group maps [B, G, h, w] are for PoS guidance, per image [B]:
+
+    concentration: mean over groups of the mass on the top `top` share of cells of the group's map
+    normalised to sum 1 (`top` for a uniform map, 1 for a map on fewer cells than that share);
+    overlap: mean over `pairs` of sum(min(p_a, p_b)), the mass the two normalised maps share (1 for equal
+    maps, 0 for disjoint ones); score = concentration * (1 - overlap). Concentration alone would rank
+    first a block whose text tokens all look at the same few image tokens (an attention sink): both
+    objects' maps then sit on one spot, which says nothing about where each object is."""
+    b, g, h, w = maps.shape
+    p = maps.float().reshape(b, g, h * w).clamp_min(0)
+    p = p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = max(1, math.ceil(top * h * w))
+    concentration = p.topk(k, dim=-1).values.sum(dim=-1).mean(dim=1)
+    if pairs:
+        overlap = torch.stack([torch.minimum(p[:, a], p[:, c]).sum(dim=-1) for a, c, _ in pairs]).mean(dim=0)
+    else:
+        overlap = torch.zeros_like(concentration)
+    return {"score": concentration * (1 - overlap), "concentration": concentration, "overlap": overlap}
+
+
+def pick_best(scores: Sequence[float], keep: float = MAPS_KEEP, most: int = MAPS_MOST) -> list[int]:
+    """Indices of the kept candidates, in candidate order: the best score and every other at least `keep`
+    times it, at most `most` (best first when cut; ties go to the earlier candidate). Deterministic."""
+    if not scores:
+        raise ValueError("no candidate to choose from")
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    best = scores[order[0]]
+    kept = [i for i in order if scores[i] >= keep * best][:max(1, most)] if best > 0 else order[:1]
+    return sorted(kept)
 
 
 def joint_token_maps(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img: tuple[int, int],

@@ -51,14 +51,29 @@ class Family:
 
     name = ""
     loss_scale = 1.0  # default multiplier of the PoS loss (loss_scale = -1 on the node)
+    maps_most = 5  # "maps": at most this many candidates kept (pos_core.attention.pick_best)
 
     def __init__(self, model):
         self.model = model
         self.dm = model.model.diffusion_model
+        self.by_maps = False  # targets chosen per run from the model's own maps (blocks / level "maps")
+        self.fallback: list[tuple] = []  # "maps": the auto targets, if no maps could be scored
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
-        """The layers or blocks whose maps are averaged; ValueError naming the input for a bad choice."""
+        """The layers or blocks whose maps are averaged; ValueError naming the input for a bad choice.
+        With "maps" (by_maps): every candidate's keys, in execution order; the run keeps some later."""
         raise NotImplementedError
+
+    def candidates(self) -> list[tuple[str, list[tuple]]]:
+        """"maps": the candidates in execution order, each (label as the input writes it, its keys)."""
+        raise NotImplementedError
+
+    def candidate_grid(self, keys: list[tuple], hw) -> tuple[int, int] | None:
+        """The grid a candidate's maps are combined on (UNet: its level's)."""
+        return self.grid(hw)
+
+    def chose(self, keys: list[tuple]) -> None:
+        """Called with the kept keys after a "maps" choice (the UNet family moves to that level)."""
 
     def grid(self, hw) -> tuple[int, int] | None:
         """Image-token grid (rows, columns) of a latent of spatial size hw; None where layers know it."""

@@ -12,8 +12,15 @@ from ...pos_core import attention
 from .. import conds
 from .base import StopForward
 
-BLOCKS_HELP = ('"auto" (per family), "all", or a list such as "11,12,14,17,18" (Flux double / SD3 joint blocks; '
-               '"s3" = Flux single block 3)')
+MAPS = "maps"  # blocks / attention_level value: chosen per run from the model's own maps
+BLOCKS_HELP = ('"auto" (per family), "maps" (chosen on the first step of each run from the model\'s own maps), '
+               '"all", or a list such as "11,12,14,17,18" (Flux double / SD3 joint blocks; "s3" = Flux single '
+               'block 3)')
+
+
+def block_label(key: tuple[str, int]) -> str:
+    """A block key as the blocks input writes it: "12" (double / joint block), "s3" (single block)."""
+    return f"s{key[1]}" if key[0] == "single_block" else str(key[1])
 
 
 def scaled(picks: list[int], published_depth: int, depth: int) -> list[int]:
@@ -28,7 +35,7 @@ def parse_blocks(text: str, double: int, single: int, auto: list[tuple[str, int]
     text = (text or "auto").strip().lower()
     if text == "auto":
         return auto
-    if text == "all":
+    if text in ("all", MAPS):  # maps: every block is a candidate until the run chooses
         return [("double_block", i) for i in range(double)] + [("single_block", i) for i in range(single)]
     keys = set()
     for item in filter(None, (s.strip() for s in text.split(","))):

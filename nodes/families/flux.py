@@ -13,7 +13,7 @@ from comfy.ldm.flux.layers import DoubleStreamBlock, SingleStreamBlock, apply_mo
 from comfy.ldm.flux.model import Flux
 
 from .base import Family, StopForward
-from .dit import grad_capture, parse_blocks, scaled, sdpa, with_capture
+from .dit import MAPS, block_label, grad_capture, parse_blocks, scaled, sdpa, with_capture
 
 # Exploring MM-DiT (ICCV 2025): the five double blocks of FLUX.1-dev with the best text-image maps
 PUBLISHED_BLOCKS, PUBLISHED_DEPTH = [11, 12, 14, 17, 18], 19
@@ -92,7 +92,12 @@ class FluxFamily(Family):
         if level != "auto":
             raise ValueError("attention_level applies to UNet models; for Flux choose blocks with the blocks input")
         auto = [("double_block", i) for i in scaled(PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.double)]
+        self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
         return parse_blocks(blocks, self.double, self.single, auto)
+
+    def candidates(self) -> list[tuple[str, list[tuple]]]:
+        keys = [("double_block", i) for i in range(self.double)] + [("single_block", i) for i in range(self.single)]
+        return [(block_label(k), [k]) for k in keys]
 
     def grid(self, hw) -> tuple[int, int]:
         p = self.dm.patch_size
@@ -101,18 +106,25 @@ class FluxFamily(Family):
     def install(self, m, run) -> None:
         existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         order = [("double_block", i) for i in range(self.double)] + [("single_block", i) for i in range(self.single)]
-        last = run.targets[-1]
-        chosen = set(run.targets)
+        last = run.targets[-1]  # "maps": the last candidate, so every block is patched until the run chooses
         for key in order[:order.index(last) + 1]:  # every block up to the last chosen one runs in the pass
-            m.set_model_patch_replace(self._patch(run, key, key in chosen, key == last, existing.get(key)), "dit", *key)
+            m.set_model_patch_replace(self._patch(run, key, existing.get(key)), "dit", *key)
 
-    def _patch(self, run, key, chosen: bool, last: bool, previous):
+    def _patch(self, run, key, previous):
         kind, i = key
         block = (self.dm.double_blocks if kind == "double_block" else self.dm.single_blocks)[i]
 
         def patch(args, extra):
             if kind == "double_block":
                 run.txt_len = args["txt"].shape[1]
+            if run.active and run.scoring:  # "maps": every candidate records, into its own list
+                run.layer_maps = []
+                rec = with_capture(run, args, run.txt_len)
+                out = previous(rec, extra) if previous is not None else extra["original_block"](rec)
+                run.block_maps[key] = run.layer_maps
+                run.layer_maps = []
+                return out
+            chosen, last = key in run.targets, key == run.targets[-1]  # read per call: "maps" changes them
             if run.active and run.guiding:
                 cap = grad_capture(run, run.txt_len, last, args.get("transformer_options")) if chosen else None
                 if kind == "double_block":

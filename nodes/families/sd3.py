@@ -12,7 +12,7 @@ import torch
 from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
 from .base import Family, StopForward
-from .dit import grad_capture, heads_view, parse_blocks, scaled, sdpa, with_capture
+from .dit import MAPS, block_label, grad_capture, heads_view, parse_blocks, scaled, sdpa, with_capture
 
 # Exploring MM-DiT (ICCV 2025): the five blocks with the best text-image maps, per published model
 PUBLISHED = {"sd3-medium": ([4, 5, 7, 8, 9], 24), "sd3.5-medium": ([5, 7, 8, 9, 10], 24),
@@ -70,8 +70,11 @@ class SD3Family(Family):
             raise ValueError("attention_level applies to UNet models; for SD3 choose blocks with the blocks input")
         picks, published_depth = PUBLISHED[self.variant]
         auto = [("double_block", i) for i in scaled(picks, published_depth, self.depth)]
-        keys = parse_blocks(blocks, self.depth, 0, auto)
-        return keys
+        self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
+        return parse_blocks(blocks, self.depth, 0, auto)
+
+    def candidates(self) -> list[tuple[str, list[tuple]]]:
+        return [(block_label(("double_block", i)), [("double_block", i)]) for i in range(self.depth)]
 
     def grid(self, hw) -> tuple[int, int]:
         p = self.dm.patch_size
@@ -79,17 +82,32 @@ class SD3Family(Family):
 
     def install(self, m, run) -> None:
         existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-        last = run.targets[-1][1]
-        chosen = {i for _, i in run.targets}
+        last = run.targets[-1][1]  # "maps": the last candidate, so every block is patched until the run chooses
         for i in range(last + 1):
             key = ("double_block", i)
-            m.set_model_patch_replace(self._patch(run, i, i in chosen, i == last, existing.get(key)), "dit", *key)
+            m.set_model_patch_replace(self._patch(run, i, existing.get(key)), "dit", *key)
 
-    def _patch(self, run, i: int, chosen: bool, last: bool, previous):
+    def _patch(self, run, i: int, previous):
         block = self.dm.joint_blocks[i]
+        key = ("double_block", i)
+
+        def stock(args, extra):
+            if previous is not None:
+                return previous(args, extra)
+            out = {}
+            out["txt"], out["img"] = block(args["txt"], args["img"], c=args["vec"], use_checkpoint=self.dm.use_checkpoint,
+                                           transformer_options=args["transformer_options"])
+            return out
 
         def patch(args, extra):
             txt_len = args["txt"].shape[1]
+            if run.active and run.scoring:  # "maps": every candidate records, into its own list
+                run.layer_maps = []
+                out = stock(with_capture(run, args, txt_len), extra)
+                run.block_maps[key] = run.layer_maps
+                run.layer_maps = []
+                return out
+            chosen, last = key in run.targets, key == run.targets[-1]  # read per call: "maps" changes them
             if run.active and run.guiding:
                 cap = grad_capture(run, txt_len, last, args.get("transformer_options")) if chosen else None
                 txt, img = mix_forward(block, args["txt"], args["img"], args["vec"], cap)
@@ -98,12 +116,7 @@ class SD3Family(Family):
                 return {"txt": txt, "img": img}
             if run.active and chosen:
                 args = with_capture(run, args, txt_len)
-            if previous is not None:
-                return previous(args, extra)
-            out = {}
-            out["txt"], out["img"] = block(args["txt"], args["img"], c=args["vec"], use_checkpoint=self.dm.use_checkpoint,
-                                           transformer_options=args["transformer_options"])
-            return out
+            return stock(args, extra)
 
         return patch
 

@@ -11,7 +11,7 @@ from ...pos_core import attention, guidance
 from .. import conds
 from .base import Family, StopForward
 
-LEVELS = ("auto", "latent/1", "latent/2", "latent/4", "latent/8")
+LEVELS = ("auto", "latent/1", "latent/2", "latent/4", "latent/8", "maps")  # maps: chosen per run from the maps
 
 
 def attention_layers(unet: UNetModel) -> list[tuple[str, int, int, int]]:
@@ -43,6 +43,8 @@ def target_layers(unet: UNetModel, level: str) -> list[tuple[str, int, int]]:
     have = sorted({lv for b, _, _, lv in layers if b == "input"})
     if not have:
         raise ValueError("this UNet has no cross-attention layers to guide")
+    if level == "maps":  # every level with cross-attention is a candidate until the run chooses
+        return [(b, n, t) for b, n, t, _ in layers]
     if level == "auto":
         lv = have[-1]
     elif level in LEVELS:
@@ -56,16 +58,18 @@ def target_layers(unet: UNetModel, level: str) -> list[tuple[str, int, int]]:
     return chosen
 
 
-def make_attn2(run, previous, last: bool):
-    """attn2 replace for one captured layer; `previous` is the replace it wraps, if any."""
+def make_attn2(run, previous, key):
+    """attn2 replace for one captured layer; `previous` is the replace it wraps, if any. Whether the layer
+    is chosen (and the last chosen) is read per call: "maps" narrows the run's targets on its first step."""
 
     def attn2(q, k, v, extra_options):
-        if run.active:
+        if run.active and (run.scoring or key in run.targets):
             h, w = extra_options["activations_shape"][-2:]
+            pieces = run.block_maps.setdefault(key, []) if run.scoring else run.layer_maps
             for rows, reg in conds.chunks(run.selection, extra_options, q.shape[0]):
                 maps = attention.token_maps(q[rows], k[rows], extra_options["n_heads"], run.groups, h, w)
-                run.layer_maps.append((maps, reg[0] if reg else None))
-            if run.guiding and last:
+                pieces.append((maps, reg[0] if reg else None))
+            if run.guiding and key == run.targets[-1]:
                 raise StopForward
         if previous is not None:
             return previous(q, k, v, extra_options)
@@ -82,11 +86,30 @@ class UNetFamily(Family):
         self.name = name
         self.loss_scale = guidance.LOSS_SCALE[name]
 
+    maps_most = 1  # one level: its grid is the run's
+
     def targets(self, level: str, blocks: str) -> list[tuple]:
         chosen = target_layers(self.dm, level)
-        levels = {(b, n, t): lv for b, n, t, lv in attention_layers(self.dm)}
-        self.level = levels[chosen[0]]
+        self.levels = {(b, n, t): lv for b, n, t, lv in attention_layers(self.dm)}
+        self.by_maps = level == "maps"
+        self.fallback = target_layers(self.dm, "auto")
+        self.level = self.levels[(self.fallback if self.by_maps else chosen)[0]]
         return chosen
+
+    def candidates(self) -> list[tuple[str, list[tuple]]]:
+        by_level: dict[int, list[tuple]] = {}
+        for key, lv in self.levels.items():
+            by_level.setdefault(lv, []).append(key)
+        return [(f"latent/{2 ** lv}", keys) for lv, keys in sorted(by_level.items())]
+
+    def candidate_grid(self, keys: list[tuple], hw) -> tuple[int, int]:
+        h, w = int(hw[0]), int(hw[1])
+        for _ in range(self.levels[keys[0]]):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return h, w
+
+    def chose(self, keys: list[tuple]) -> None:
+        self.level = self.levels[keys[0]]
 
     def grid(self, hw) -> tuple[int, int]:
         """The level's grid for a latent of size hw (each downsample halves, rounding up); maps of
@@ -99,9 +122,9 @@ class UNetFamily(Family):
     def install(self, m, run) -> None:
         to = m.model_options.setdefault("transformer_options", {})
         existing = to.get("patches_replace", {}).get("attn2", {})
-        for i, key in enumerate(run.targets):
+        for key in run.targets:
             previous = existing.get(key, existing.get(key[:2]))
-            m.set_model_attn2_replace(make_attn2(run, previous, last=i == len(run.targets) - 1), *key)
+            m.set_model_attn2_replace(make_attn2(run, previous, key), *key)
 
 
 def detect(model) -> Family | None:
