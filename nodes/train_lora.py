@@ -33,6 +33,7 @@ from .relations import clip_layout
 log = logging.getLogger("pos_spatial")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")  # what Load Image and Text Dataset from Folder reads
+TRAIN_LEVELS = [lv for lv in LEVELS if lv != "maps"]  # a fixed level: PoS Guidance's per-run choice is not for training
 UNET_FAMILIES = ("sd1", "sd2", "sdxl")  # what this version trains (nodes/families/unet.py)
 
 
@@ -266,7 +267,7 @@ class PoSTrainLoRA(io.ComfyNode):
                                tooltip="The PoS loss is applied to samples drawn at the noisiest fraction of noise "
                                        "levels: 1 = all; 0.5 = the noisier half, where PoS Guidance acts and the "
                                        "layout is decided. Other samples train on the diffusion loss alone."),
-                io.Combo.Input("attention_level", options=list(LEVELS), default="auto",
+                io.Combo.Input("attention_level", options=TRAIN_LEVELS, default="auto",
                                tooltip="The UNet level whose cross-attention maps the PoS loss reads: auto = the "
                                        "level PoS Guidance uses (SD1 16 x 16 at 512 px, SDXL 32 x 32 at 1024 px)."),
                 io.Int.Input("batch_size", default=1, min=1, max=10000,
@@ -341,6 +342,9 @@ class PoSTrainLoRA(io.ComfyNode):
         if pos_weight > 0 and not with_rel:
             raise ValueError("no caption has a left / right / above / below relation for the PoS loss: check the "
                              "captions, or set pos_weight to 0 for plain LoRA training")
+        if attention_level not in TRAIN_LEVELS:
+            raise ValueError(f"attention_level must be one of {', '.join(TRAIN_LEVELS)} for training, got "
+                             f"{attention_level!r}")
         targets = family.targets(attention_level, "auto")
         mp = model.clone()
         dtype = node_helpers.string_to_torch_dtype(training_dtype)
