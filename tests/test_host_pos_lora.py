@@ -27,13 +27,13 @@ def latents(n=4, seed=0):
 
 
 def train(host, weight=1.0, captions=CAPTIONS, positive=None, folder="", steps=3, lr=1e-3, checkpointing=False,
-          data=None, batch=2, model=None, noise_levels=1.0):
+          data=None, batch=2, model=None, noise_levels=1.0, level="auto"):
     from pos_spatial_pack.nodes.train_lora import PoSTrainLoRA
 
     positive = encode_all(host, captions) if positive is None else positive
     with torch.inference_mode():
         return PoSTrainLoRA.execute(model or host.model, data or latents(len(captions)), positive, host.clip, folder,
-                                    "\n".join(captions), weight, noise_levels, "auto", batch, 1, steps, lr, 4, "AdamW",
+                                    "\n".join(captions), weight, noise_levels, level, batch, 1, steps, lr, 4, "AdamW",
                                     "MSE", 0,
                                     "fp32", "fp32", "LoRA", checkpointing).result
 
@@ -108,6 +108,10 @@ def test_bad_input_names_what_is_wrong(host):
         train(host, positive=encode_all(host, list(reversed(CAPTIONS))))
     with pytest.raises(ValueError, match="no caption has a left / right / above / below relation"):
         train(host, captions=["a photo of a bird", "a red car"])
+    with pytest.raises(ValueError, match="attention_level must be one of auto, latent/1.*for training, got 'maps'"):
+        train(host, level="maps")
+    with pytest.raises(ValueError, match="dataset_folder 'no_such_folder' is not a folder in ComfyUI's input folder"):
+        train(host, folder="no_such_folder")
     with pytest.raises(ValueError, match="dataset_folder and captions are both empty"):
         train(host, captions=[""], positive=encode_all(host, ["x"]), data=latents(1))
 
