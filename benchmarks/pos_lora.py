@@ -159,7 +159,9 @@ def report_cost(secs, mem, args) -> int:
         sys.exit("pos_lora.py cost: the node reported no step times")
     a, b = statistics.median(secs[0.0]), statistics.median(secs[w])
     ma, mb = max(mem[0.0]), max(mem[w])
-    kind = "peak CUDA bytes" if "cuda" in str(os.environ.get("POS_DEVICE", "")) else "bytes saved for backward a step"
+    import torch
+
+    kind = "peak CUDA bytes" if torch.cuda.is_available() else "bytes saved for backward a step"
     print(f"| PoS term | s / step (median of {len(secs[0.0])}) | {kind} |\n|---|---|---|\n"
           f"| off (weight 0) | {a:.4f} | {ma / 2**20:.1f} MiB |\n| on (weight {w:g}) | {b:.4f} | {mb / 2**20:.1f} MiB |\n"
           f"\nratio on / off: time {b / a:.3f}, memory {mb / ma:.3f}")
