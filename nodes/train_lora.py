@@ -1,6 +1,7 @@
 """PoS Train LoRA: ComfyUI's own LoRA training (comfy_extras/nodes_train.py: its weight adapters, its
 sampler-driven loop, its LoRA format) with the PoS loss of each caption's relations added on the
-cross-attention maps of the same forward pass, so relations come out right with no guidance later."""
+cross-attention maps (UNet) or joint-attention maps (Flux, SD3) of the same forward pass, so relations
+come out right with no guidance later."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import comfy.model_management
@@ -27,6 +29,8 @@ from ..pos_core.sr4g.dataset import RELATIONS_FILE
 from ..pos_core.tokens import find_phrase
 from .common import CATEGORY
 from .families import family_of
+from .families.base import WeightAliases
+from .families.dit import MAPS, block_label, heads_view
 from .families.unet import LEVELS
 from .relations import clip_layout
 
@@ -34,7 +38,7 @@ log = logging.getLogger("pos_spatial")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")  # what Load Image and Text Dataset from Folder reads
 TRAIN_LEVELS = [lv for lv in LEVELS if lv != "maps"]  # a fixed level: PoS Guidance's per-run choice is not for training
-UNET_FAMILIES = ("sd1", "sd2", "sdxl")  # what this version trains (nodes/families/unet.py)
+DIT_FAMILIES = ("flux", "sd3")  # joint attention: maps from chosen blocks (nodes/families/flux.py, sd3.py)
 
 
 def comfy_training():
@@ -112,7 +116,10 @@ class Capture:
     enabled: bool = False  # the whole run: maps are computed in every forward, recomputations included
     recording: bool = False  # this step's forward: they are kept
     probs: list[torch.Tensor] = field(default_factory=list)
-    hw: tuple[int, int] = (0, 0)
+    hw: tuple[int, int] = (0, 0)  # the maps' grid (UNet: set by the layers; DiT: by the sampler per batch)
+    joint: bool = False  # Flux / SD3: joint-attention maps of chosen blocks
+    txt_len: int = 0  # DiT: text tokens at the start of the joint sequence (set by the double blocks)
+    softmax: str = "text"  # DiT: as PoS Guidance's softmax input
 
 
 def make_attn2(cap: Capture, previous):
@@ -129,6 +136,58 @@ def make_attn2(cap: Capture, previous):
         return optimized_attention(q, k, v, extra_options["n_heads"])
 
     return attn2
+
+
+def make_joint_override(cap: Capture, previous):
+    """optimized_attention_override of a chosen DiT block: records its image-to-text attention (with
+    gradients; text first, then the image grid) and attends exactly as it would have."""
+
+    def override(func, *args, **kwargs):
+        if cap.enabled:  # as make_attn2: the same ops in checkpointing's recomputation
+            heads = kwargs.get("heads", args[3] if len(args) > 3 else None)
+            skip = kwargs.get("skip_reshape", False)
+            q, k = heads_view(args[0], heads, skip), heads_view(args[1], heads, skip)
+            t, n = cap.txt_len, cap.hw[0] * cap.hw[1]
+            if t and q.shape[2] >= t + n:  # not SD3.5-medium's image-only second attention
+                probs = training.joint_head_mean_probs(q, k, (0, t), (t, t + n), cap.softmax)
+                if cap.recording:
+                    cap.probs.append(probs)
+        if previous is not None:
+            return previous(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    return override
+
+
+def make_dit_patch(cap: Capture, previous, capture: bool):
+    """"dit" block replace: a double block notes the text length; a chosen block records its maps."""
+
+    def patch(args, extra):
+        if "txt" in args:
+            cap.txt_len = int(args["txt"].shape[1])
+        if capture and cap.enabled:
+            to = dict(args.get("transformer_options") or {})
+            to["optimized_attention_override"] = make_joint_override(cap, to.get("optimized_attention_override"))
+            args = dict(args, transformer_options=to)
+        if previous is not None:
+            return previous(args, extra)
+        return extra["original_block"](args)
+
+    return patch
+
+
+def install_capture(mp, family, targets, cap: Capture) -> None:
+    """The capture patches on the clone: attn2 replaces on the UNet level's layers, or "dit" replaces on
+    the chosen Flux / SD3 blocks (and on double block 0, which gives the text length to single blocks)."""
+    patches = mp.model_options.get("transformer_options", {}).get("patches_replace", {})
+    if not cap.joint:
+        existing = patches.get("attn2", {})
+        for key in targets:
+            mp.set_model_attn2_replace(make_attn2(cap, existing.get(key, existing.get(key[:2]))), *key)
+        return
+    existing = patches.get("dit", {})
+    for key in sorted(set(targets) | {("double_block", 0)}):
+        mp.set_model_patch_replace(make_dit_patch(cap, existing.get(key), key in targets), "dit", *key)
 
 
 def level_modules(dm, targets) -> set[int]:
@@ -155,10 +214,12 @@ def batch_cond(conds: list[dict]) -> dict:
 
 
 def make_sampler(nodes_train, cap: Capture, samples: list, weight: float, criterion, optimizer, batch_size: int,
-                 steps: int, grad_acc: int, seed: int, dtype, losses: dict, pbar, noise_levels: float = 1.0):
+                 steps: int, grad_acc: int, seed: int, dtype, losses: dict, pbar, noise_levels: float = 1.0,
+                 grid=None):
     """A comfy Sampler whose `sample` is the training loop: diffusion loss (ComfyUI's: x0 prediction against
-    the clean latent at a uniform random noise level) + weight x PoS loss of the same forward's maps, for the
-    samples whose noise level is in the noisiest `noise_levels` fraction (where layout is decided)."""
+    the clean latent at a uniform random noise level; for flow models, Flux and SD3, the flow-matching loss
+    weighted by t^2) + weight x PoS loss of the same forward's maps, for the samples whose noise level is in
+    the noisiest `noise_levels` fraction (where layout is decided). `grid`: a DiT's image-token grid."""
 
     class PoSTrainSampler(comfy.samplers.Sampler):
         def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
@@ -182,18 +243,24 @@ def make_sampler(nodes_train, cap: Capture, samples: list, weight: float, criter
                 args = nodes_train.make_batch_extra_option_dict(extra_args, idx, full_size=n)
                 batch = [samples[j] if p < noise_levels else None for j, p in zip(idx, pct)]
                 cap.probs, cap.recording = [], weight > 0 and any(s is not None for s in batch)
-                try:
-                    with torch.autocast(xt.device.type, dtype=dtype, enabled=dtype != torch.float32):
-                        pred = model_wrap(xt, sig, **args)
-                        diff = criterion(pred, target)
-                finally:
-                    cap.recording = False
-                pos = diff.new_zeros(())
-                if cap.probs:
-                    probs = torch.stack(cap.probs).mean(dim=0)  # the level's layers, as PSG averages them
-                    pos = training.batch_loss(training.attention_loss(probs, *cap.hw, batch), batch)
-                loss = diff + weight * pos
-                (loss / grad_acc).backward()
+                if grid is not None:
+                    cap.hw = grid(x0.shape[-2:])
+                # Flux's and SD3's stock blocks add to their streams in place, over tensors autograd saved:
+                # its mutation mode keeps a copy where they do (as the Flux testbed trains)
+                mutation = torch.autograd.graph.allow_mutation_on_saved_tensors() if cap.joint else nullcontext()
+                with mutation:
+                    try:
+                        with torch.autocast(xt.device.type, dtype=dtype, enabled=dtype != torch.float32):
+                            pred = model_wrap(xt, sig, **args)
+                            diff = criterion(pred, target)
+                    finally:
+                        cap.recording = False
+                    pos = diff.new_zeros(())
+                    if cap.probs:
+                        probs = torch.stack(cap.probs).mean(dim=0)  # the level's layers / blocks, as PSG averages
+                        pos = training.batch_loss(training.attention_loss(probs, *cap.hw, batch), batch)
+                    loss = diff + weight * pos
+                    (loss / grad_acc).backward()
                 cap.probs = []
                 if (i + 1) % grad_acc == 0:
                     optimizer.step()
@@ -243,10 +310,12 @@ class PoSTrainLoRA(io.ComfyNode):
             category=CATEGORY,
             is_experimental=True,
             description="ComfyUI's LoRA training with the PoS loss of each caption's relations added on the "
-                        "cross-attention maps of the same forward pass: a LoRA that draws relations right "
-                        "without PoS Guidance at sampling time. UNet models (SD1.x, SD2.x, SDXL).",
+                        "attention maps of the same forward pass: a LoRA that draws relations right without "
+                        "PoS Guidance at sampling time. SD1.x, SD2.x, SDXL (cross-attention), Flux.1 and "
+                        "SD3 / SD3.5 (joint attention).",
             inputs=[
-                io.Model.Input("model", tooltip="The model to train the LoRA on (SD1.x, SD2.x or SDXL)."),
+                io.Model.Input("model", tooltip="The model to train the LoRA on (SD1.x, SD2.x, SDXL, Flux.1, SD3 / "
+                                                 "SD3.5)."),
                 io.Latent.Input("latents", tooltip="The training images as latents (VAE Encode of Load Image and "
                                                    "Text Dataset from Folder's IMAGE)."),
                 io.Conditioning.Input("positive", tooltip="Their captions, encoded: the dataset loader's "
@@ -268,8 +337,9 @@ class PoSTrainLoRA(io.ComfyNode):
                                        "levels: 1 = all; 0.5 = the noisier half, where PoS Guidance acts and the "
                                        "layout is decided. Other samples train on the diffusion loss alone."),
                 io.Combo.Input("attention_level", options=TRAIN_LEVELS, default="auto",
-                               tooltip="The UNet level whose cross-attention maps the PoS loss reads: auto = the "
-                                       "level PoS Guidance uses (SD1 16 x 16 at 512 px, SDXL 32 x 32 at 1024 px)."),
+                               tooltip="UNet models: the level whose cross-attention maps the PoS loss reads: auto "
+                                       "= the level PoS Guidance uses (SD1 16 x 16 at 512 px, SDXL 32 x 32 at "
+                                       "1024 px). Flux / SD3: leave auto and choose blocks."),
                 io.Int.Input("batch_size", default=1, min=1, max=10000,
                              tooltip="Samples a step; each latent is denoised with its own caption."),
                 io.Int.Input("grad_accumulation_steps", default=1, min=1, max=1024,
@@ -292,6 +362,16 @@ class PoSTrainLoRA(io.ComfyNode):
                                tooltip="ComfyUI's weight adapter to train (LoRA, LoHa, LoKr, OFT, ...)."),
                 io.Boolean.Input("gradient_checkpointing", default=True,
                                  tooltip="Recompute activations in the backward pass: less memory, slower."),
+                io.String.Input("blocks", default="auto", optional=True,
+                                tooltip="Flux / SD3 only: the joint-attention blocks whose maps the PoS loss "
+                                        "reads, as PoS Guidance's blocks input: auto (the published best blocks "
+                                        "of the family), all, or a list such as 11,12,14 (s3 = Flux single "
+                                        "block 3). Use the blocks PoS Guidance works with on this model; maps "
+                                        "(a per-run choice) is not for training."),
+                io.Combo.Input("softmax", options=["text", "joint"], default="text", optional=True,
+                               tooltip="Flux / SD3 only: text = each image query's softmax over the text keys "
+                                       "(PoS Guidance's default); joint = the model's own softmax over the "
+                                       "whole joint row."),
             ],
             outputs=[
                 io.Model.Output(display_name="model_with_lora", tooltip="The model with the trained LoRA applied."),
@@ -310,12 +390,14 @@ class PoSTrainLoRA(io.ComfyNode):
     def execute(cls, model, latents, positive, clip, dataset_folder, captions, pos_weight, pos_noise_levels,
                 attention_level,
                 batch_size, grad_accumulation_steps, steps, learning_rate, rank, optimizer, loss_function, seed,
-                training_dtype, lora_dtype, algorithm, gradient_checkpointing) -> io.NodeOutput:
+                training_dtype, lora_dtype, algorithm, gradient_checkpointing, blocks="auto",
+                softmax="text") -> io.NodeOutput:
         nodes_train, adapter_maps = comfy_training()
-        family = family_of(model)
-        if family.name not in UNET_FAMILIES:
-            raise ValueError(f"model: PoS Train LoRA trains UNet models (SD1.x, SD2.x, SDXL); this is {family.name}. "
-                             "For Flux / SD3 use ComfyUI's Train LoRA (without the PoS loss) for now")
+        try:
+            family = family_of(model)
+        except ValueError as e:
+            raise ValueError(f"model: {e}") from None
+        joint = family.name in DIT_FAMILIES
         if clip is None:
             raise ValueError("clip is empty: connect the CLIP that encoded the captions")
         texts, rows, where = cls._captions(dataset_folder, captions)
@@ -342,18 +424,13 @@ class PoSTrainLoRA(io.ComfyNode):
         if pos_weight > 0 and not with_rel:
             raise ValueError("no caption has a left / right / above / below relation for the PoS loss: check the "
                              "captions, or set pos_weight to 0 for plain LoRA training")
-        if attention_level not in TRAIN_LEVELS:
-            raise ValueError(f"attention_level must be one of {', '.join(TRAIN_LEVELS)} for training, got "
-                             f"{attention_level!r}")
-        targets = family.targets(attention_level, "auto")
+        targets = cls._targets(family, joint, attention_level, blocks, softmax)
         mp = model.clone()
         dtype = node_helpers.string_to_torch_dtype(training_dtype)
         ldtype = node_helpers.string_to_torch_dtype(lora_dtype)
         mp.set_model_compute_dtype(dtype)
-        cap = Capture(enabled=pos_weight > 0)
-        existing = mp.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-        for key in targets:
-            mp.set_model_attn2_replace(make_attn2(cap, existing.get(key, existing.get(key[:2]))), *key)
+        cap = Capture(enabled=pos_weight > 0, joint=joint, softmax=softmax)
+        install_capture(mp, family, targets, cap)
         losses = {"loss": [], "diffusion": [], "pos": [], "seconds": []}
         with torch.inference_mode(False):
             lora_sd, adapters = cls._adapters(mp, nodes_train, adapter_maps[algorithm], rank, ldtype, seed)
@@ -361,8 +438,8 @@ class PoSTrainLoRA(io.ComfyNode):
                    "RMSprop": torch.optim.RMSprop}[optimizer](lora_sd.values(), lr=learning_rate)
             criterion = {"MSE": torch.nn.MSELoss, "L1": torch.nn.L1Loss, "Huber": torch.nn.HuberLoss,
                          "SmoothL1": torch.nn.SmoothL1Loss}[loss_function]()
-            if gradient_checkpointing:
-                keep = level_modules(mp.model.diffusion_model, targets) if pos_weight > 0 else set()
+            if gradient_checkpointing:  # a DiT's capture rides in each block call's own options: nothing to keep out
+                keep = level_modules(mp.model.diffusion_model, targets) if pos_weight > 0 and not joint else set()
                 for m in nodes_train.find_all_highest_child_module_with_forward(mp.model.diffusion_model):
                     if not keep & {id(x) for x in m.modules()}:
                         nodes_train.patch(m)
@@ -372,23 +449,51 @@ class PoSTrainLoRA(io.ComfyNode):
             log.info("[PoS spatial] PoS Train LoRA: training %d steps on %d samples (%d with relations), "
                      "pos_weight %g", steps, n, with_rel, pos_weight)
             sampler = make_sampler(nodes_train, cap, samples, pos_weight, criterion, opt, batch_size, steps,
-                                   grad_accumulation_steps, seed, dtype, losses, pbar, pos_noise_levels)
+                                   grad_accumulation_steps, seed, dtype, losses, pbar, pos_noise_levels,
+                                   family.grid if joint else None)
             from comfy_extras.nodes_custom_sampler import Guider_Basic
 
             guider = Guider_Basic(mp)
             guider.set_conds(positive)
             data = latents["samples"].to(dtype)
+            # weights ComfyUI loaded in inference mode and no adapter wraps (Flux's and SD3's RMSNorm scales)
+            # cannot be saved for backward: zero-copy autograd-usable aliases stand in for them while training
+            aliases = WeightAliases(mp.model.diffusion_model)
             try:  # ComfyUI's trainer passes one dummy sigma per image: the loop draws its own noise levels
-                guider.sample(torch.zeros_like(data), data, sampler, torch.arange(n), seed=seed)
+                with aliases:
+                    guider.sample(torch.zeros_like(data), data, sampler, torch.arange(n), seed=seed)
             finally:
                 for m in mp.model.modules():
                     nodes_train.unpatch(m)
             for a in adapters:
                 a.requires_grad_(False)
             lora_sd = {k: v.detach().to(ldtype) for k, v in lora_sd.items()}
-        summary = cls._summary(n, with_rel, skipped, pos_weight, losses, targets, pos_noise_levels)
+        summary = cls._summary(n, with_rel, skipped, pos_weight, losses, targets, pos_noise_levels, joint)
         log.info("[PoS spatial] PoS Train LoRA: %s", summary.replace("\n", "; "))
         return io.NodeOutput(mp, lora_sd, losses, steps, loss_graph(losses, pos_weight), summary)
+
+    @staticmethod
+    def _targets(family, joint: bool, attention_level: str, blocks: str, softmax: str) -> list[tuple]:
+        """The layers (UNet level) or blocks (Flux / SD3) whose maps the PoS loss reads; ValueError naming
+        the input for a choice that does not fit the model or training."""
+        blocks = (blocks or "auto").strip()
+        if attention_level not in TRAIN_LEVELS:
+            raise ValueError(f"attention_level must be one of {', '.join(TRAIN_LEVELS)} for training, got "
+                             f"{attention_level!r}")
+        if softmax not in ("text", "joint"):
+            raise ValueError(f"softmax must be text or joint, got {softmax!r}")
+        if not joint:
+            if blocks.lower() != "auto":
+                raise ValueError(f"blocks applies to Flux / SD3 models; this is {family.name} (a UNet): leave blocks "
+                                 "auto and choose attention_level")
+            return family.targets(attention_level, "auto")
+        if attention_level != "auto":
+            raise ValueError(f"attention_level applies to UNet models; this is {family.name}: leave it auto and "
+                             "choose blocks")
+        if blocks.lower() == MAPS:
+            raise ValueError("blocks 'maps' is PoS Guidance's per-run choice, not for training: give the blocks "
+                             "(for example those 'maps' picks in PoS Guidance's log on this model), or auto")
+        return family.targets("auto", blocks)
 
     @staticmethod
     def _captions(dataset_folder: str, captions: str):
@@ -461,15 +566,16 @@ class PoSTrainLoRA(io.ComfyNode):
             adapters.append(a)
 
     @staticmethod
-    def _summary(n, with_rel, skipped, weight, losses, targets, noise_levels=1.0) -> str:
+    def _summary(n, with_rel, skipped, weight, losses, targets, noise_levels=1.0, joint=False) -> str:
         secs = losses["seconds"][1:] or losses["seconds"]
         tail = max(1, len(losses["loss"]) // 10)
         mean = lambda v: sum(v[-tail:]) / len(v[-tail:]) if v else float("nan")
         return "\n".join([
             (f"samples: {n}; with a left/right/above/below relation (PoS loss): {with_rel}; without "
              f"(diffusion loss only): {n - with_rel}; relations PSG cannot guide, left out: {skipped}"),
-            (f"pos_weight {weight:g} on the noisiest {100 * noise_levels:g} % of noise levels; attention layers: "
-             f"{len(targets)}; steps: {len(losses['loss'])}"),
+            (f"pos_weight {weight:g} on the noisiest {100 * noise_levels:g} % of noise levels; "
+             + (f"blocks: {','.join(block_label(k) for k in targets)}" if joint else
+                f"attention layers: {len(targets)}") + f"; steps: {len(losses['loss'])}"),
             (f"last 10 %: diffusion {mean(losses['diffusion']):.5f}, PoS {mean(losses['pos']):.5f}, "
              f"total {mean(losses['loss']):.5f}"),
             f"seconds a step: {sum(secs) / max(1, len(secs)):.3f}",

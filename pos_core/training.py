@@ -3,6 +3,7 @@ same forward pass that gives the diffusion loss, so a LoRA learns to lay relatio
 at sampling time. Maps in, loss out; no ComfyUI import, so any trainer (diffusers, kohya) can use it.
 
     probs = head_mean_probs(q, k, heads)                  # one cross-attention layer: [B, h*w, T]
+    probs = joint_head_mean_probs(q, k, (0, T), (T, T + h * w))   # or one joint (MM-DiT) attention
     loss = diffusion + weight * attention_loss(probs, h, w, samples).mean()
 
 `samples[i]` says which tokens of caption i are which object (`caption_relations`); the loss of one
@@ -59,6 +60,25 @@ def head_mean_probs(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tenso
     """Attention probabilities of one cross-attention layer, fp32, averaged over heads: [B, h*w, T].
     q [B, h*w, heads*d] (image queries), k [B, T, heads*d] (text keys), as the layer computes them."""
     return attention.attention_probs(q, k, heads).mean(dim=1)
+
+
+def joint_head_mean_probs(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img: tuple[int, int],
+                          softmax: str = "text") -> torch.Tensor:
+    """Image-to-text attention of one joint (MM-DiT: Flux, SD3) attention, fp32, averaged over heads:
+    [B, N, T] for the image queries `img` and text keys `txt` (start, end) of the joint sequence.
+    q, k [B, heads, L, d]; softmax as PSG's DiT maps (`attention.joint_token_maps`): "text" over the text
+    keys only, "joint" over the whole row (then only its text columns are kept)."""
+    if softmax not in attention.SOFTMAX:
+        raise ValueError(f"softmax must be one of {attention.SOFTMAX}, got {softmax!r}")
+    qi = q[:, :, img[0]:img[1]].float() * q.shape[-1] ** -0.5
+    keys = k[:, :, txt[0]:txt[1]] if softmax == "text" else k
+    total = None
+    for head in range(q.shape[1]):  # a head at a time: the N x L logits of all heads need not coexist
+        probs = torch.softmax(qi[:, head] @ keys[:, head].float().transpose(-1, -2), dim=-1)
+        if softmax == "joint":
+            probs = probs[..., txt[0]:txt[1]]
+        total = probs if total is None else total + probs
+    return total / q.shape[1]
 
 
 def attention_loss(probs: torch.Tensor, h: int, w: int, samples: Sequence[SampleRelations | None],

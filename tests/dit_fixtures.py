@@ -42,14 +42,14 @@ def flux(schnell: bool = False, wide: bool = False, seed: int = 0, dtype: torch.
 
 
 def sd3_state_dict(depth: int = 2, self_attn: tuple[int, ...] = (0,), qk_norm: str | None = "rms", seed: int = 0,
-                   num_blocks: int | None = None) -> dict:
+                   num_blocks: int | None = None, context_dim: int = 4096, pooled_dim: int = 2048) -> dict:
     """State dict of a random MMDiT in SD3 / SD3.5 layout (hidden 64 x depth, depth heads; SD3.5-medium style
-    attn2 in `self_attn` blocks and RMS qk-norm)."""
+    attn2 in `self_attn` blocks and RMS qk-norm). context_dim / pooled_dim 768: text from an SD1 CLIP."""
     import comfy.supported_models
 
     cfg = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": depth, "pos_embed_max_size": 32,
-           "num_patches": 1024, "adm_in_channels": 2048, "pos_embed_scaling_factor": None, "input_size": None,
-           "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096,
+           "num_patches": 1024, "adm_in_channels": pooled_dim, "pos_embed_scaling_factor": None, "input_size": None,
+           "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": context_dim,
                                                                                "out_features": 64 * depth}},
            "x_block_self_attn_layers": list(self_attn), "qk_norm": qk_norm}
     if num_blocks is not None:

@@ -13,6 +13,7 @@ from pos_core.training import (
     caption_relations,
     from_bound,
     head_mean_probs,
+    joint_head_mean_probs,
 )
 
 H = W = 8
@@ -45,6 +46,30 @@ def test_value_and_gradient_equal_psgs_per_sample():
     torch.testing.assert_close(gq, rq)
     torch.testing.assert_close(gk, rk)
     assert float(gq.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("softmax", ["text", "joint"])
+def test_joint_attention_value_and_gradient_equal_psgs_dit_maps(softmax):
+    """Flux / SD3: the maps of a joint attention (text first, then the image), per sample, equal PSG's DiT
+    maps (`attention.joint_token_maps`) in value and gradient, for either softmax."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, HEADS, T + H * W, D, generator=g, requires_grad=True)
+    k = torch.randn(2, HEADS, T + H * W, D, generator=g, requires_grad=True)
+    s = [SampleRelations(((2,), (6, 7)), ((0, 1, "left"),)), SampleRelations(((4,), (9,)), ((1, 0, "below"),))]
+    txt, img = (0, T), (T, T + H * W)
+    mine = attention_loss(joint_head_mean_probs(q, k, txt, img, softmax), H, W, s)
+    gq, gk = torch.autograd.grad(mine.sum(), (q, k))
+    q2, k2 = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    ref = torch.cat([attention.maps_loss(attention.joint_token_maps(q2[i:i + 1], k2[i:i + 1], txt, img,
+                                                                     list(si.groups), H, W, softmax), si.pairs)
+                     for i, si in enumerate(s)])
+    rq, rk = torch.autograd.grad(ref.sum(), (q2, k2))
+    torch.testing.assert_close(mine, ref)
+    torch.testing.assert_close(gq, rq)
+    torch.testing.assert_close(gk, rk)
+    assert float(gq.abs().sum()) > 0 and float(mine.min()) > 0
+    with pytest.raises(ValueError, match="softmax must be one of"):
+        joint_head_mean_probs(q, k, txt, img, "image")
 
 
 def test_each_sample_its_own_relations_and_none_gives_zero():
