@@ -1,7 +1,8 @@
-"""PoS LoRA on the UNet testbed: LoRAs trained by the PoS Train LoRA node (in-process, the real ComfyUI) on
-the testbed's training scenes and captions (training object pairs only), with and without the PoS loss.
+"""PoS LoRA on the testbeds: LoRAs trained by the PoS Train LoRA node (in-process, the real ComfyUI) on the
+testbed's training scenes and captions (training object pairs only), with and without the PoS loss.
 
     COMFYUI_PATH=... python benchmarks/pos_lora.py train --weights 0,0.3,1,3 [--steps 300] [--n-data 2048]
+    COMFYUI_PATH=... python benchmarks/pos_lora.py train --arch flux --attention-blocks s0,s1 --weights 0,1,10   # Flux testbed
     COMFYUI_PATH=... python benchmarks/pos_lora.py cost [--steps 20] [--weight 1]
     # then, per LoRA file `train` printed:
     COMFYUI_PATH=... python benchmarks/effect.py eval --lora FILE --validation --n 60 --ways unguided   # choose
@@ -52,7 +53,7 @@ def dataset(n: int, seed: int):
 class Trainer:
     """The testbed model, its CLIP and one encoded dataset, and the pack's PoS Train LoRA node."""
 
-    def __init__(self, ckpt: Path, n_data: int, data_seed: int):
+    def __init__(self, ckpt: Path, n_data: int, data_seed: int, module=None, blocks: str = "auto"):
         import comfy_host
         import testbed
         import torch
@@ -62,9 +63,9 @@ class Trainer:
         comfy_host.load_pack()
         from pos_spatial_pack.nodes import train_lora
 
-        self.torch, self.node = torch, train_lora.PoSTrainLoRA
+        self.torch, self.node, self.blocks = torch, train_lora.PoSTrainLoRA, blocks
         with torch.inference_mode():
-            self.model, self.clip, _ = testbed.load(ckpt)
+            self.model, self.clip, _ = (module or testbed).load(ckpt)
             self.latents, self.captions = dataset(n_data, data_seed)
             enc: dict[str, list] = {}
             self.positive = []
@@ -77,12 +78,12 @@ class Trainer:
         with self.torch.inference_mode():
             out = self.node.execute(self.model, {"samples": self.latents}, self.positive, self.clip, "",
                                     "\n".join(self.captions), weight, noise_levels, "auto", BATCH, 1, steps, LR, RANK,
-                                    "AdamW", "MSE", seed, "fp32", "fp32", "LoRA", checkpointing).result
+                                    "AdamW", "MSE", seed, "fp32", "fp32", "LoRA", checkpointing, self.blocks).result
         return out
 
 
 def testbed_checkpoint(args) -> Path:
-    """The trained UNet testbed the LoRAs start from: --checkpoint, or effect.py's default config."""
+    """The trained testbed the LoRAs start from: --checkpoint, or effect.py's default config of --arch."""
     tb = argparse.Namespace(encoder=args.encoder, steps=args.testbed_steps, relation_noise=0.0, seed=0, init="")
     ckpt = Path(args.checkpoint) if args.checkpoint else effect.arch(args).checkpoint_path(effect.config_from(tb))
     if not ckpt.exists():
@@ -99,6 +100,8 @@ def cmd_train(args) -> int:
     key = [str(ckpt), args.n_data, args.data_seed, args.steps, args.seed, LR, RANK, BATCH, 1]
     if args.noise_levels != 1.0:  # (files trained on all noise levels keep their names)
         key.append(args.noise_levels)
+    if args.arch != "unet":  # (the UNet files keep their names; the checkpoint path already differs)
+        key += [args.arch, args.attention_blocks]
     tag = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,12 +111,13 @@ def cmd_train(args) -> int:
         if path.exists():
             print(json.dumps({"weight": w, "lora": str(path), "cached": True}))
             continue
-        trainer = trainer or Trainer(ckpt, args.n_data, args.data_seed)
+        trainer = trainer or Trainer(ckpt, args.n_data, args.data_seed, effect.arch(args), args.attention_blocks)
         t0 = time.time()
         _, lora, losses, _, _, summary = trainer.train(w, args.steps, args.seed, noise_levels=args.noise_levels)
         secs = time.time() - t0
         save_file({k: v.detach().contiguous() for k, v in lora.items()}, str(path))
-        meta = {"weight": w, "lora": str(path), "checkpoint": str(ckpt), "steps": args.steps, "batch": BATCH,
+        meta = {"weight": w, "lora": str(path), "checkpoint": str(ckpt), "arch": args.arch, "blocks": args.attention_blocks,
+                "steps": args.steps, "batch": BATCH,
                 "lr": LR, "rank": RANK, "seed": args.seed, "noise_levels": args.noise_levels, "n_data": args.n_data,
                 "data_seed": args.data_seed,
                 "seconds": round(secs, 1), "summary": summary,
@@ -131,7 +135,7 @@ def cmd_cost(args) -> int:
     import torch
 
     ckpt = testbed_checkpoint(args)
-    trainer = Trainer(ckpt, args.n_data, args.data_seed)
+    trainer = Trainer(ckpt, args.n_data, args.data_seed, effect.arch(args), args.attention_blocks)
     saved = {"bytes": 0}
 
     def pack(t):
@@ -233,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="training steps (batch 32)" if name == "train" else "steps per timed block")
         p.add_argument("--testbed-steps", type=int, default=2400, help="which cached testbed (its training steps)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--arch", default="unet", choices=("unet",))
+        p.add_argument("--arch", default="unet", choices=("unet", "flux"),
+                       help="the testbed: unet, or flux (the Flux-family testbed, joint attention)")
+        p.add_argument("--attention-blocks", default="auto",
+                       help="--arch flux: PoS Train LoRA's blocks input (s0,s1: where PoS Guidance works on that testbed)")
         p.add_argument("--n-data", type=int, default=2048, help="training scenes in the dataset")
         p.add_argument("--data-seed", type=int, default=1)
         if name == "train":

@@ -456,7 +456,7 @@ class PoSTrainLoRA(io.ComfyNode):
             guider = Guider_Basic(mp)
             guider.set_conds(positive)
             data = latents["samples"].to(dtype)
-            # weights ComfyUI loaded in inference mode and no adapter wraps (Flux's and SD3's RMSNorm scales)
+            # weights ComfyUI loaded in inference mode and no adapter wraps (Flux's RMSNorm scales, for one)
             # cannot be saved for backward: zero-copy autograd-usable aliases stand in for them while training
             aliases = WeightAliases(mp.model.diffusion_model)
             try:  # ComfyUI's trainer passes one dummy sigma per image: the loop draws its own noise levels
