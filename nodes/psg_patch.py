@@ -321,21 +321,17 @@ def _choose_targets(run: Run, guider, x, timestep, model_options, step: int) -> 
     run.note(text, logging.INFO)
 
 
-def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> torch.Tensor:
-    """x moved by one PSG step, or x itself (with a note) when no usable gradient can be had."""
-    model = guider.inner_model
-    if guider.conds.get("positive") is None:
-        return x
-    result = None
-    for attempt in range(2):
+def _grad_pass_beside(run: Run, guider, x, timestep, model_options, step: int):
+    """_grad_pass, retried once with other patches' gradients taken as the identity when another node's patch
+    cannot be differentiated through; (result, True), or (None, False) with a note: never the queue's problem."""
+    while True:
         try:
-            result = _grad_pass(run, guider, x, timestep, model_options)
-            break
+            return _grad_pass(run, guider, x, timestep, model_options), True
         except comfy.model_management.InterruptProcessingException:
             raise
-        except Exception as e:  # another node's patch we cannot differentiate through: never the queue's problem
+        except Exception as e:
             run.guiding, run.layer_maps = False, []
-            if attempt == 0 and not run.straight and not isinstance(e, torch.OutOfMemoryError):
+            if not run.straight and not isinstance(e, torch.OutOfMemoryError):
                 run.straight = True
                 log.info("PoS Guidance: gradient pass failed (%s); retrying with other patches' gradients "
                          "taken as the identity", e)
@@ -343,8 +339,16 @@ def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> t
             run.skipped.append(step)
             run.note(f"PoS Guidance: the gradient could not be computed beside this graph's other nodes "
                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); those steps ran unguided.")
-            return x
-    if result is None:  # no chosen cond ran at this step (e.g. outside its timestep range)
+            return None, False
+
+
+def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> torch.Tensor:
+    """x moved by one PSG step, or x itself (with a note) when no usable gradient can be had."""
+    model = guider.inner_model
+    if guider.conds.get("positive") is None:
+        return x
+    result, ok = _grad_pass_beside(run, guider, x, timestep, model_options, step)
+    if not ok or result is None:  # failed (noted), or no chosen cond ran at this step (outside its range)
         return x
     loss, grad_x = result
     run.losses[step] = [float(v) for v in loss.detach()]
