@@ -166,11 +166,15 @@ def report_cost(secs, mem, args) -> int:
     import torch
 
     kind = "peak CUDA bytes" if torch.cuda.is_available() else "bytes saved for backward a step"
+    # on a CPU the DiT path cannot count saved bytes: autograd's mutation mode (the stock blocks' in-place adds)
+    # installs its own saved-tensor hooks, which take the place of the counting ones
+    mem_ok = ma > 0 and mb > 0
+    fmt = (lambda v: f"{v / 2**20:.1f} MiB") if mem_ok else (lambda v: "n/a (mutation mode's own hooks)")
     print(f"| PoS term | s / step (median of {len(secs[0.0])}) | {kind} |\n|---|---|---|\n"
-          f"| off (weight 0) | {a:.4f} | {ma / 2**20:.1f} MiB |\n| on (weight {w:g}) | {b:.4f} | {mb / 2**20:.1f} MiB |\n"
-          f"\nratio on / off: time {b / a:.3f}, memory {mb / ma:.3f}")
+          f"| off (weight 0) | {a:.4f} | {fmt(ma)} |\n| on (weight {w:g}) | {b:.4f} | {fmt(mb)} |\n"
+          f"\nratio on / off: time {b / a:.3f}" + (f", memory {mb / ma:.3f}" if mem_ok else ""))
     print(json.dumps({"seconds_off": a, "seconds_on": b, "time_ratio": b / a, "memory_off": ma, "memory_on": mb,
-                      "memory_ratio": mb / ma, "steps_each": len(secs[0.0]), "weight": w}))
+                      "memory_ratio": mb / ma if mem_ok else None, "steps_each": len(secs[0.0]), "weight": w}))
     return 0
 
 
