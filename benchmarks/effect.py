@@ -76,7 +76,7 @@ def config_from(args):
     import testbed
 
     return testbed.Config(encoder=args.encoder, steps=args.steps, relation_noise=args.relation_noise,
-                          seed=args.seed, init=getattr(args, "init", ""))
+                          seed=args.seed, init=getattr(args, "init", ""), three=args.three)
 
 
 def arch(args):
@@ -573,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--steps", type=int, default=2400, help="training steps (batch 32; about 19 min on 2 CPU cores)")
         p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--three", type=float, default=0.0,
+                       help="fraction of training scenes with three objects (the mixed testbed; 0: two objects only)")
         p.add_argument("--arch", choices=("unet", "flux"), default="unet",
                        help="unet: the SD1-family testbed; flux: the Flux-family one (same scenes and text)")
         if name == "train":
