@@ -46,6 +46,10 @@ SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
 # layout: each object's region is its half of the image, less LAYOUT_MARGIN (a fraction of the side) on the
 # midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
 LAYOUT_MARGIN = 1 / 16
+# a latent is "in range" when no model-space value exceeds this: the scenes' values are 0 and +/-0.9 (AMPLITUDE),
+# unguided samples stay under about 1.5; a guidance step that throws the latent far outside what the model
+# learned can still segment into objects by direction (segment() takes any norm above half an object's)
+IN_RANGE = 2.0
 SCALED = ("psg", "center", "layout+psg", "psg+search")  # ways that take @S, and that `tune` tunes
 TUNE_GRID = "5,10,20,40,80,160,320"  # wide: the two objectives' gradients differ in size
 
@@ -385,7 +389,7 @@ def score_case_many(tb, latent, relations: list[tuple[str, str, str]]) -> dict:
             "rel_correct": sum(p["correct"] for p in parts) / len(parts),
             "pse": sum(float(p["pse"] or 0.0) for p in parts) / len(parts),
             "missing_subject": any(p["missing_subject"] for p in parts),
-            "missing_object": any(p["missing_object"] for p in parts), "parts": parts}
+            "missing_object": any(p["missing_object"] for p in parts), "parts": parts, "max_abs": max_abs(tb, latent)}
 
 
 def score_any(tb, latent, case: tuple) -> dict:
@@ -414,7 +418,13 @@ def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
     r = evaluate.score_relation(a, rel, b)
     r["drawn"] = not (r["missing_subject"] or r["missing_object"])
     r["correct"] = bool(r["drawn"] and r.get("visor"))
+    r["max_abs"] = max_abs(tb, latent)
     return r
+
+
+def max_abs(tb, latent) -> float:
+    """Largest |value| of a sampler LATENT in model space (stored * SCALE_FACTOR): in range if <= IN_RANGE."""
+    return float((latent.float() * tb.SCALE_FACTOR).abs().max())
 
 
 def alignment(run, latent, tb, s: str, o: str) -> dict | None:
@@ -494,7 +504,7 @@ def cmd_eval(args) -> int:
                                            "n": len(choices)}
         results[way]["raw"] = {"rows": [{k2: r[k2] for k2 in ("correct", "drawn", "pse", "missing_subject",
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
-                                                              "relation", "rel_correct", "parts")
+                                                              "relation", "rel_correct", "parts", "max_abs")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
         report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
                   "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation, "objects": args.objects,
@@ -559,7 +569,8 @@ def cmd_tune(args) -> int:
     chosen = choose_scale(results)
     lines = [f"Tuning `{args.way}` on {len(cases)} {args.objects}-object validation cases ({args.val_pairs} pairs, noise seeds "
              f"{cases[0][-1]}..{max(c[-1] for c in cases)}; no case shared with eval's first {args.n_report})", "",
-             "| scale | relation accuracy % | objects drawn % | mean PSE |", "|---|---|---|---|"]
+             f"| scale | {'all relations right' if args.objects == 3 else 'relation accuracy'} % | objects drawn % | "
+             "mean PSE |", "|---|---|---|---|"]
     lines += [f"| {sc:g}{' (chosen)' if sc == chosen else ''} | {100 * r['relation_accuracy']:.1f} | "
               f"{100 * r['object_accuracy']:.1f} | {r['mean_pse']:.3f} |" for sc, r in results.items()]
     print("\n".join(lines))
@@ -585,6 +596,10 @@ def summarize(rows: list[dict], secs: list[float], aligns: list[dict]) -> dict:
     out = {"relation_accuracy": bootstrap(correct), "object_accuracy": bootstrap(drawn), "mean_pse": bootstrap(pse),
            "visor_cond": agg.get("visor", {}).get("VISOR_cond"), "pse_accuracy": agg["accuracy"],
            "seconds_per_image": sum(secs) / len(secs), "n": len(rows)}
+    if rows and all("max_abs" in r for r in rows):  # latents the model could have drawn (see IN_RANGE)
+        out["in_range"] = bootstrap([float(r["max_abs"] <= IN_RANGE) for r in rows])
+        out["correct_in_range"] = bootstrap([float(r["correct"] and r["max_abs"] <= IN_RANGE) for r in rows])
+        out["max_abs_median"] = sorted(r["max_abs"] for r in rows)[len(rows) // 2]
     if rows and "rel_correct" in rows[0]:  # three objects: the fraction of a case's relations right
         out["per_relation"] = bootstrap([float(r["rel_correct"]) for r in rows])
     if aligns:
@@ -616,6 +631,11 @@ def markdown(report: dict) -> str:
         per = f"{ci(r['per_relation'])} | " if three and "per_relation" in r else ("- | " if three else "")
         lines.append(f"| {way} | {r['n']} | {ci(r['relation_accuracy'])} | {per}{ci(r['object_accuracy'])} | "
                      f"{r['mean_pse'][0]:.3f} | {'-' if vc is None else f'{vc:.1f}'} | {r['seconds_per_image']:.2f} |")
+    rng = [(w, r) for w, r in report["ways"].items() if "in_range" in r]
+    if rng:
+        lines += ["", f"| way | latent in range (max model-space value <= {IN_RANGE:g}) % [95 % CI] | right and in range % "
+                      "[95 % CI] | median max model-space value |", "|---|---|---|---|"]
+        lines += [f"| {w} | {ci(r['in_range'])} | {ci(r['correct_in_range'])} | {r['max_abs_median']:.2f} |" for w, r in rng]
     al = [(w, r["alignment"]) for w, r in report["ways"].items() if "alignment" in r]
     if al:
         lines += ["", "| way | token map centroid nearer its own object | map mass on its own object | maps |",
