@@ -47,8 +47,9 @@ SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
 # midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
 LAYOUT_MARGIN = 1 / 16
 # a latent is "in range" when no model-space value exceeds this: the scenes' values are 0 and +/-0.9 (AMPLITUDE),
-# unguided samples stay under about 1.5; a guidance step that throws the latent far outside what the model
-# learned can still segment into objects by direction (segment() takes any norm above half an object's)
+# the Flux testbed's unguided samples stay under about 1.6 (the UNet testbed's reach about 2.5: there the
+# column is too strict); a guidance step that throws the latent far outside what the model learned can still
+# segment into objects by direction (segment() takes any norm above half an object's)
 IN_RANGE = 2.0
 SCALED = ("psg", "center", "layout+psg", "psg+search")  # ways that take @S, and that `tune` tunes
 TUNE_GRID = "5,10,20,40,80,160,320"  # wide: the two objectives' gradients differ in size

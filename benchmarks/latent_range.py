@@ -2,22 +2,29 @@
 two and three objects, the median largest model-space value and the median per-pixel norm on objects and on
 the background, for the mixed (Config(three=0.5)) and the two-object-only checkpoints (both must be trained).
 
-    COMFYUI_PATH=/path/to/ComfyUI POS_THREADS=1 python benchmarks/latent_range.py
+    COMFYUI_PATH=/path/to/ComfyUI POS_THREADS=1 python benchmarks/latent_range.py [unet]
+
+`unet`: the UNet testbed's 2,400-step checkpoint instead (two-object cases; unguided, psg@20, psg@320).
 
 The scenes' values are 0 and +/-0.9 (an object pixel's norm 1.56); effect.py eval records the same largest
 value per case on every run (its "in range" columns)."""
 import sys
+UNET = sys.argv[1:] == ["unet"]
 sys.argv = ["x"]
 sys.path[:0] = [str(__import__("pathlib").Path(__file__).resolve().parent)]
 import effect
 effect.setup()
 import torch, testbed, testbed_flux
 from pos_core import scenes
-for cfgname, cfg in (("mixed", testbed.Config(three=0.5)), ("two-only", testbed.Config())):
-    b = effect.Bench(testbed_flux.checkpoint_path(cfg), testbed_flux, "s0,s1")
-    for objects in (2, 3):
+RUNS = ((("unet", testbed.Config()),) if UNET else (("mixed", testbed.Config(three=0.5)), ("two-only", testbed.Config())))
+for cfgname, cfg in RUNS:
+    if UNET:
+        b = effect.Bench(testbed.checkpoint_path(cfg), testbed)
+    else:
+        b = effect.Bench(testbed_flux.checkpoint_path(cfg), testbed_flux, "s0,s1")
+    for objects in ((2,) if UNET else (2, 3)):
         cases = effect.cases_of(objects, 10)
-        for w in ("unguided", "psg@5", "psg@20", "layout", "center@80"):
+        for w in (("unguided", "psg@20", "psg@320") if UNET else ("unguided", "psg@5", "psg@20", "layout", "center@80")):
             if objects == 2 and w in ("layout", "center@80"):
                 continue
             mx, bgn, objn = [], [], []
