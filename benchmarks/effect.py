@@ -4,6 +4,9 @@
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py eval  [--encoder ...] [--n 200] [--out DIR]
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/effect.py tune --way center [--grid 5,10,20,40,80,160,320] [--n-val 60]
     ... train|eval --arch flux   (the Flux-family testbed, benchmarks/testbed_flux.py)
+    ... train --three 0.5        (half the training scenes with three objects; eval|tune --three 0.5 finds it)
+    ... eval|tune --objects 3    (three-object cases: "a cat to the left of a dog, and a cup above the dog")
+    COMFYUI_PATH=... python benchmarks/effect.py paired DIR_A:WAY DIR_B:WAY   (paired differences, same cases)
 
 `train` builds the testbed checkpoint (benchmarks/testbed.py; seeded, cached in ~/.cache/pos_spatial_testbed
 or $POS_TESTBED_CACHE) and prints its path. `eval` runs held-out (prompt, seed) cases through the pack's
@@ -19,6 +22,11 @@ stock nodes, `layout_conditioning`); layout+psg[@S] (that conditioning with PoS 
 search-attention (N = 8); search-pse (N = 4). `tune` chooses the scale of a scale-bearing way (psg, center,
 layout+psg, psg+search) from a grid on validation cases disjoint from the reported ones
 (pos_core.scenes.validation_cases) and prints it.
+
+With --objects 3 every way runs on three-object cases (pos_core.scenes.eval_cases3: two relations sharing
+their object, held-out triples); a case counts as right when all three objects are drawn and both relations'
+VISOR verdicts are right ("all relations right"), and the table adds the per-relation accuracy. layout then
+gives each object its bands on the relations' axes (`layout_regions_many`), one "a {name}" prompt per object.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
 # layout: each object's region is its half of the image, less LAYOUT_MARGIN (a fraction of the side) on the
 # midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
 LAYOUT_MARGIN = 1 / 16
+# a latent is "in range" when no model-space value exceeds this: the scenes' values are 0 and +/-0.9 (AMPLITUDE),
+# the Flux testbed's unguided samples stay under about 1.6 (the UNet testbed's reach about 2.5: there the
+# column is too strict); a guidance step that throws the latent far outside what the model learned can still
+# segment into objects by direction (segment() takes any norm above half an object's)
+IN_RANGE = 2.0
 SCALED = ("psg", "center", "layout+psg", "psg+search")  # ways that take @S, and that `tune` tunes
 TUNE_GRID = "5,10,20,40,80,160,320"  # wide: the two objectives' gradients differ in size
 
@@ -76,7 +89,7 @@ def config_from(args):
     import testbed
 
     return testbed.Config(encoder=args.encoder, steps=args.steps, relation_noise=args.relation_noise,
-                          seed=args.seed, init=getattr(args, "init", ""))
+                          seed=args.seed, init=getattr(args, "init", ""), three=args.three)
 
 
 def arch(args):
@@ -234,12 +247,15 @@ class Bench:
         from Prompt's CONDITIONING, so PoS Guidance on the model reads only it (nodes/conds.py).
         ConditioningSetAreaPercentage, not ConditioningSetArea: the latter's widgets stop at 64 px in steps
         of 8, which cannot draw a 56 px region of the 128 px testbed image; both set the same `area`."""
-        r = rels.relations[0]  # the testbed's prompts hold one relation
-        boxes = layout_regions(r.relation)
+        if len(rels.relations) == 1:  # two objects: the subject's and the object's side of the relation
+            r = rels.relations[0]
+            regions = dict(zip((r.subject, r.object), layout_regions(r.relation)))
+        else:  # three objects: each object's bands on the relations' axes (layout_regions_many)
+            regions = layout_regions_many([(r.subject, r.relation, r.object) for r in rels.relations])
         nodes = self.nodes
         with self.torch.inference_mode():
             out = cond
-            for name, (x, y, w, h) in zip((r.subject, r.object), boxes):
+            for name, (x, y, w, h) in regions.items():
                 part = nodes.CLIPTextEncode().encode(self.clip, f"a {name}")[0]
                 part = nodes.ConditioningSetAreaPercentage().append(part, w, h, x, y, 1.0)[0]
                 out = nodes.ConditioningCombine().combine(out, part)[0]
@@ -309,6 +325,91 @@ def layout_regions(relation: str, margin: float = LAYOUT_MARGIN) -> tuple[tuple[
     raise ValueError(f"layout: relation {relation!r} has no side (left, right, above, below)")
 
 
+def layout_regions_many(relations: list[tuple[str, str, str]], margin: float = LAYOUT_MARGIN
+                        ) -> dict[str, tuple[float, float, float, float]]:
+    """name -> (x, y, width, height) region of every object of several relations (subject, relation, object):
+    on each axis the relations order the objects into bands (left/above before, right/below after; an
+    object both relations put on one side shares that band), the image splits into that many equal bands
+    less `margin` at each inner edge, and an axis no relation of an object constrains gives the full span.
+    One relation gives layout_regions' two halves."""
+    axis_of = {"left": 1, "right": 1, "above": 0, "below": 0}
+    names: list[str] = []
+    for s, rel, o in relations:
+        if rel not in axis_of:
+            raise ValueError(f"layout: relation {rel!r} has no side (left, right, above, below)")
+        names += [n for n in (s, o) if n not in names]
+    rank: list[dict[str, int]] = [{}, {}]  # per axis (y, x): name -> band
+    for ax in (0, 1):
+        edges = [(s, o) if rel in ("left", "above") else (o, s) for s, rel, o in relations if axis_of[rel] == ax]
+        on = [n for n in names if any(n in e for e in edges)]
+        for _ in on:  # longest-path ranks of a tiny DAG (each pass can only raise a rank)
+            for first, second in edges:
+                rank[ax][first] = rank[ax].get(first, 0)
+                rank[ax][second] = max(rank[ax].get(second, 0), rank[ax][first] + 1)
+    out = {}
+    for n in names:
+        span = []
+        for ax in (1, 0):  # x, then y
+            if n not in rank[ax]:
+                span.append((0.0, 1.0))
+                continue
+            k, bands = rank[ax][n], max(rank[ax].values()) + 1
+            lo = k / bands + (margin if k > 0 else 0.0)
+            hi = (k + 1) / bands - (margin if k < bands - 1 else 0.0)
+            span.append((lo, hi))
+        (x0, x1), (y0, y1) = span
+        out[n] = (x0, y0, x1 - x0, y1 - y0)
+    return out
+
+
+def case_objects(case: tuple) -> list[tuple[str, str, str]]:
+    """The (subject, relation, object) triples of an eval case: (prompt, s, rel, o, seed) or the three-object
+    (prompt, a, r1, b, r2, c, seed) (pos_core.scenes.eval_cases3), whose relations are a-r1-b and c-r2-b."""
+    if len(case) == 5:
+        return [(case[1], case[2], case[3])]
+    _, a, r1, b, r2, c, _ = case
+    return [(a, r1, b), (c, r2, b)]
+
+
+def score_case_many(tb, latent, relations: list[tuple[str, str, str]]) -> dict:
+    """Verdicts for several relations in one latent: correct = every object drawn and every relation's VISOR
+    verdict right ("all relations right"); rel_correct = the fraction of relations right (both of its objects
+    drawn and its verdict right); pse = the mean of the relations' PSE; parts = each relation's verdicts."""
+    from pos_core import evaluate
+
+    names = list(dict.fromkeys(n for s, _, o in relations for n in (s, o)))
+    m = tb.masks_of(latent, names)
+    parts = []
+    for s, rel, o in relations:
+        r = evaluate.score_relation(evaluate.from_mask(m[s]), rel, evaluate.from_mask(m[o]))
+        r["drawn"] = not (r["missing_subject"] or r["missing_object"])
+        r["correct"] = bool(r["drawn"] and r.get("visor"))
+        parts.append(r)
+    drawn = all(bool(m[n].any()) for n in names)
+    return {"correct": bool(drawn and all(p["correct"] for p in parts)), "drawn": drawn,
+            "rel_correct": sum(p["correct"] for p in parts) / len(parts),
+            "pse": sum(float(p["pse"] or 0.0) for p in parts) / len(parts),
+            "missing_subject": any(p["missing_subject"] for p in parts),
+            "missing_object": any(p["missing_object"] for p in parts), "parts": parts, "max_abs": max_abs(tb, latent)}
+
+
+def score_any(tb, latent, case: tuple) -> dict:
+    """score_case for a two-object case, score_case_many for a three-object one."""
+    rels = case_objects(case)
+    return score_case(tb, latent, *rels[0]) if len(rels) == 1 else score_case_many(tb, latent, rels)
+
+
+def cases_of(objects: int, n: int, validation: bool = False, seen: bool = False, val_pairs: str = "held") -> list:
+    """The eval cases (or, with validation, the validation cases) of two or three objects."""
+    from pos_core import scenes
+
+    if objects not in (2, 3):
+        raise ValueError(f"--objects must be 2 or 3, got {objects}")
+    if validation:
+        return (scenes.validation_cases if objects == 2 else scenes.validation_cases3)(n, val_pairs)
+    return (scenes.eval_cases if objects == 2 else scenes.eval_cases3)(n, held_out=not seen)
+
+
 def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
     """pos_core's verdicts on the exact masks of one generated latent."""
     from pos_core import evaluate
@@ -318,7 +419,13 @@ def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
     r = evaluate.score_relation(a, rel, b)
     r["drawn"] = not (r["missing_subject"] or r["missing_object"])
     r["correct"] = bool(r["drawn"] and r.get("visor"))
+    r["max_abs"] = max_abs(tb, latent)
     return r
+
+
+def max_abs(tb, latent) -> float:
+    """Largest |value| of a sampler LATENT in model space (stored * SCALE_FACTOR): in range if <= IN_RANGE."""
+    return float((latent.float() * tb.SCALE_FACTOR).abs().max())
 
 
 def alignment(run, latent, tb, s: str, o: str) -> dict | None:
@@ -362,12 +469,8 @@ def cmd_eval(args) -> int:
     if args.lora and not Path(args.lora).is_file():
         sys.exit(f"effect.py: --lora {args.lora}: no such file")
     bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora)
-    if args.validation:  # choosing a setting (a LoRA's weight): never the reported cases
-        from pos_core.scenes import validation_cases
-
-        cases = validation_cases(args.n)
-    else:
-        cases = testbed.eval_cases(args.n, held_out=not args.seen)
+    # validation: choosing a setting (a LoRA's weight), never the reported cases
+    cases = cases_of(args.objects, args.n, validation=args.validation, seen=args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
     cases = cases[k::parts]  # one slice of the cases, so several processes can share an evaluation
     ways = args.ways.split(",")
@@ -378,13 +481,14 @@ def cmd_eval(args) -> int:
     start, done = time.time(), 0
     for way in ways:
         rows, secs, aligns, choices = [], [], [], []
-        for prompt, s, rel, o, seed in cases:
+        for case in cases:
+            prompt, seed = case[0], case[-1]
             t0 = time.time()
             latent, run = bench.run(way, prompt, seed)
             secs.append(time.time() - t0)
-            rows.append(score_case(testbed, latent, s, rel, o))
+            rows.append(score_any(testbed, latent, case))
             if run is not None:
-                al = alignment(run, latent, testbed, s, o)
+                al = alignment(run, latent, testbed, case[1], case[3]) if len(case) == 5 else None
                 if al:
                     aligns.append(al)
                 if run.choice is not None:  # --blocks maps: what the run chose, and the seconds it took
@@ -401,10 +505,10 @@ def cmd_eval(args) -> int:
                                            "n": len(choices)}
         results[way]["raw"] = {"rows": [{k2: r[k2] for k2 in ("correct", "drawn", "pse", "missing_subject",
                                                               "missing_object", "visor", "geneval", "t2i_compbench",
-                                                              "relation")
+                                                              "relation", "rel_correct", "parts", "max_abs")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
         report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
-                  "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation,
+                  "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation, "objects": args.objects,
                   "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
                   "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
@@ -434,8 +538,8 @@ def tune_scales(bench, way: str, grid: list[float], cases: list) -> dict[float, 
     for scale in grid:
         name = f"{way}@{scale:g}"
         rows = []
-        for prompt, s, rel, o, seed in cases:
-            rows.append(score_case(testbed, bench.run(name, prompt, seed)[0], s, rel, o))
+        for case in cases:
+            rows.append(score_any(testbed, bench.run(name, case[0], case[-1])[0], case))
             done += 1
             bar(done, total, start, f"{name:>16}")
         results[scale] = {"way": name, "n": len(rows),
@@ -449,14 +553,12 @@ def cmd_tune(args) -> int:
     """Run `args.way` at every scale of the grid on validation cases, print the table and the chosen scale."""
     import testbed
 
-    from pos_core.scenes import validation_cases
-
     cfg = config_from(args)
     ckpt = Path(args.checkpoint) if args.checkpoint else arch(args).checkpoint_path(cfg)
     if not ckpt.exists():
         sys.exit(f"effect.py tune: no trained testbed at {ckpt} (run `effect.py train` first)")
-    cases = validation_cases(args.n_val, args.val_pairs)
-    reported = testbed.eval_cases(args.n_report)
+    cases = cases_of(args.objects, args.n_val, validation=True, val_pairs=args.val_pairs)
+    reported = cases_of(args.objects, args.n_report)
     shared = {c[-1] for c in cases} & {c[-1] for c in reported}
     if shared:  # validation_cases is built to make this impossible; say so loudly if it ever is not
         sys.exit(f"effect.py tune: validation and reported cases share noise seeds {sorted(shared)[:5]}")
@@ -466,13 +568,15 @@ def cmd_tune(args) -> int:
     bench = Bench(ckpt, arch(args), args.blocks, args.patch)
     results = tune_scales(bench, args.way, grid, cases)
     chosen = choose_scale(results)
-    lines = [f"Tuning `{args.way}` on {len(cases)} validation cases ({args.val_pairs} pairs, noise seeds "
+    lines = [f"Tuning `{args.way}` on {len(cases)} {args.objects}-object validation cases ({args.val_pairs} pairs, noise seeds "
              f"{cases[0][-1]}..{max(c[-1] for c in cases)}; no case shared with eval's first {args.n_report})", "",
-             "| scale | relation accuracy % | objects drawn % | mean PSE |", "|---|---|---|---|"]
+             f"| scale | {'all relations right' if args.objects == 3 else 'relation accuracy'} % | objects drawn % | "
+             "mean PSE |", "|---|---|---|---|"]
     lines += [f"| {sc:g}{' (chosen)' if sc == chosen else ''} | {100 * r['relation_accuracy']:.1f} | "
               f"{100 * r['object_accuracy']:.1f} | {r['mean_pse']:.3f} |" for sc, r in results.items()]
     print("\n".join(lines))
     out = {"way": args.way, "chosen_scale": chosen, "report_as": f"{args.way}@{chosen:g}", "val_pairs": args.val_pairs,
+           "objects": args.objects,
            "n_val": len(cases), "grid": grid, "checkpoint": str(ckpt),
            "results": {f"{sc:g}": r for sc, r in results.items()}}
     print(f"chosen scale for {args.way}: {chosen:g}  (evaluate it with: effect.py eval --ways {out['report_as']})")
@@ -489,10 +593,16 @@ def summarize(rows: list[dict], secs: list[float], aligns: list[dict]) -> dict:
     correct = [float(r["correct"]) for r in rows]
     drawn = [float(r["drawn"]) for r in rows]
     pse = [float(r["pse"] or 0.0) for r in rows]
-    agg = evaluate.summarize([[r] for r in rows])
+    agg = evaluate.summarize([r.get("parts", [r]) for r in rows])  # a three-object row: its two relations
     out = {"relation_accuracy": bootstrap(correct), "object_accuracy": bootstrap(drawn), "mean_pse": bootstrap(pse),
            "visor_cond": agg.get("visor", {}).get("VISOR_cond"), "pse_accuracy": agg["accuracy"],
            "seconds_per_image": sum(secs) / len(secs), "n": len(rows)}
+    if rows and all("max_abs" in r for r in rows):  # latents the model could have drawn (see IN_RANGE)
+        out["in_range"] = bootstrap([float(r["max_abs"] <= IN_RANGE) for r in rows])
+        out["correct_in_range"] = bootstrap([float(r["correct"] and r["max_abs"] <= IN_RANGE) for r in rows])
+        out["max_abs_median"] = sorted(r["max_abs"] for r in rows)[len(rows) // 2]
+    if rows and "rel_correct" in rows[0]:  # three objects: the fraction of a case's relations right
+        out["per_relation"] = bootstrap([float(r["rel_correct"]) for r in rows])
     if aligns:
         own = [float(v) for a in aligns for v in a["own_nearer"]]
         mass = [v for a in aligns for v in a["mass_in_own"]]
@@ -506,17 +616,27 @@ def markdown(report: dict) -> str:
         return f"{100 * t[0]:.1f} [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
 
     blocks = f", blocks {report['blocks']}" if report.get("arch") == "flux" else ""
-    lines = [f"Testbed ({report.get('arch', 'unet')}{blocks}) `{report['config']['encoder']}` encoder, "
-             f"up to {report['cases']} {'held-out' if report['held_out'] else 'seen'} (prompt, seed) cases, "
+    three = report.get("objects", 2) == 3
+    three_cfg = report["config"].get("three") or 0
+    lines = [f"Testbed ({report.get('arch', 'unet')}{blocks}{f', trained with {three_cfg:g} three-object scenes' if three_cfg else ''}) "
+             f"`{report['config']['encoder']}` encoder, up to {report['cases']} "
+             f"{'held-out' if report['held_out'] else 'seen'} {'three-object ' if three else ''}(prompt, seed) cases, "
              f"{report['sampler']} {report['steps']} steps, cfg {report['cfg']}",
              "",
-             "| way | cases | relation accuracy % [95 % CI] | objects drawn % [95 % CI] | mean PSE | VISOR cond % "
+             f"| way | cases | {'all relations right' if three else 'relation accuracy'} % [95 % CI] | "
+             f"{'per-relation % [95 % CI] | ' if three else ''}objects drawn % [95 % CI] | mean PSE | VISOR cond % "
              "| s / image |",
-             "|---|---|---|---|---|---|---|"]
+             f"|---|---|---|{'---|' if three else ''}---|---|---|---|"]
     for way, r in report["ways"].items():
         vc = r["visor_cond"]
-        lines.append(f"| {way} | {r['n']} | {ci(r['relation_accuracy'])} | {ci(r['object_accuracy'])} | "
+        per = f"{ci(r['per_relation'])} | " if three and "per_relation" in r else ("- | " if three else "")
+        lines.append(f"| {way} | {r['n']} | {ci(r['relation_accuracy'])} | {per}{ci(r['object_accuracy'])} | "
                      f"{r['mean_pse'][0]:.3f} | {'-' if vc is None else f'{vc:.1f}'} | {r['seconds_per_image']:.2f} |")
+    rng = [(w, r) for w, r in report["ways"].items() if "in_range" in r]
+    if rng:
+        lines += ["", f"| way | latent in range (max model-space value <= {IN_RANGE:g}) % [95 % CI] | right and in range % "
+                      "[95 % CI] | median max model-space value |", "|---|---|---|---|"]
+        lines += [f"| {w} | {ci(r['in_range'])} | {ci(r['correct_in_range'])} | {r['max_abs_median']:.2f} |" for w, r in rng]
     al = [(w, r["alignment"]) for w, r in report["ways"].items() if "alignment" in r]
     if al:
         lines += ["", "| way | token map centroid nearer its own object | map mass on its own object | maps |",
@@ -539,7 +659,7 @@ def cmd_table(args) -> int:
     merged = dict(reports[0], ways={})
     raw: dict[str, dict] = {}
     for r in reports:
-        key = ("checkpoint", "held_out", "lora", "validation")
+        key = ("checkpoint", "held_out", "lora", "validation", "objects")
         if [r.get(k) for k in key] != [merged.get(k) for k in key]:
             sys.exit("effect.py table: the runs used different checkpoints, LoRAs or case sets")
         for way, res in r["ways"].items():  # parts of one way are pooled, then summarised again
@@ -558,12 +678,46 @@ def cmd_table(args) -> int:
     return 0
 
 
+def paired(a: list[float], b: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over the same cases and its bootstrap 95 % interval (cases resampled together)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired: the two ways must have the same, non-empty cases")
+    return bootstrap([x - y for x, y in zip(a, b)], reps, seed)
+
+
+def cmd_paired(args) -> int:
+    """Paired differences A - B (DIR:WAY each, same cases) of every per-case figure, in points."""
+    def rows(spec: str) -> tuple[dict, list[dict]]:
+        folder, _, way = spec.rpartition(":")
+        r = json.loads(Path(folder, "results.json").read_text())
+        return r, r["ways"][way]["raw"]["rows"]
+
+    (ra, a), (rb, b) = rows(args.a), rows(args.b)
+    for key in ("checkpoint", "held_out", "validation", "objects"):
+        if ra.get(key) != rb.get(key):
+            sys.exit(f"effect.py paired: the runs differ in {key}")
+    cols = [("correct", "all relations right" if ra.get("objects") == 3 else "relation accuracy")]
+    if "rel_correct" in a[0]:
+        cols.append(("rel_correct", "per-relation"))
+    cols.append(("drawn", "objects drawn"))
+    out = {}
+    for key, label in cols:
+        m, lo, hi = paired([float(x[key]) for x in a], [float(x[key]) for x in b])
+        out[key] = (m, lo, hi)
+        print(f"{args.a} - {args.b}: {label} {100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] (n = {len(a)})")
+    print(json.dumps({"a": args.a, "b": args.b, "n": len(a), **out}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("table", help="merge eval runs (results.json folders) into one table")
     t.add_argument("dirs", nargs="+")
     t.add_argument("--out", default="")
+    pr = sub.add_parser("paired", help="paired differences A - B of two ways on the same cases (DIR:WAY each)")
+    pr.add_argument("a")
+    pr.add_argument("b")
     for name in ("train", "eval", "tune"):
         p = sub.add_parser(name, help="choose a way's scale on validation cases disjoint from eval's"
                            if name == "tune" else None)
@@ -573,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--steps", type=int, default=2400, help="training steps (batch 32; about 19 min on 2 CPU cores)")
         p.add_argument("--relation-noise", type=float, default=0.0, help="fraction of scenes placed at random")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--three", type=float, default=0.0,
+                       help="fraction of training scenes with three objects (the mixed testbed; 0: two objects only)")
         p.add_argument("--arch", choices=("unet", "flux"), default="unet",
                        help="unet: the SD1-family testbed; flux: the Flux-family one (same scenes and text)")
         if name == "train":
@@ -598,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--n-report", type=int, default=1000,
                            help="check disjointness against eval's first N cases (eval --n up to this)")
         if name in ("eval", "tune"):
+            p.add_argument("--objects", type=int, choices=(2, 3), default=2,
+                           help="3: three-object cases, two relations sharing their object (pos_core.scenes."
+                                "eval_cases3 / validation_cases3); scored as all relations right")
             p.add_argument("--out", default="", help="folder for results.json and table.md (tune: tune.json)")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
             p.add_argument("--patch", default="", choices=("",) + PATCHES,
@@ -607,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "table":
         return cmd_table(args)
+    if args.cmd == "paired":
+        return cmd_paired(args)
     setup()
     if args.cmd == "tune":
         return cmd_tune(args)

@@ -37,7 +37,7 @@ from comfy_host import _init  # noqa: E402  (the seeded explicit init of the tes
 
 from pos_core.scenes import (  # noqa: E402  (the scenes are pure torch and live in pos_core)
     AMPLITUDE, CLASSES, LATENT, PATCH, RELATIONS, SCALE_FACTOR, TEMPLATES, class_vectors, colors, eval_cases,
-    masks_of, pair_split, place, prompt, scene, segment, training_prompts)
+    masks_of, pair_split, place, prompt, scene, scene3, segment, training_prompts, training_prompts3)
 
 __all__ = ["AMPLITUDE", "CLASSES", "LATENT", "PATCH", "RELATIONS", "SCALE_FACTOR", "TEMPLATES", "class_vectors",
            "colors", "eval_cases", "masks_of", "pair_split", "place", "prompt", "scene", "segment",
@@ -60,9 +60,12 @@ class Config:
     channels: int = 64
     seed: int = 0
     init: str = ""  # continue from this testbed checkpoint's UNet (its file name enters the cache key)
+    three: float = 0.0  # fraction of training scenes with three objects and two relations (scenes.scene3)
 
     def key(self) -> str:
         fields = {**asdict(self), "init": Path(self.init).name if self.init else "", "version": VERSION}
+        if not self.three:  # fields added later enter the key only when set, so cached checkpoints keep their names
+            del fields["three"]
         blob = json.dumps(fields, sort_keys=True)
         return f"pos_testbed_{self.encoder}_{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
@@ -241,8 +244,29 @@ def write_sd1(path: Path, cfg: Config, unet: dict | None = None) -> Path:
     return path
 
 
+def captions(cfg: Config) -> list[tuple]:
+    """Every training caption: the two-object ones (prompt, s, rel, o), then with cfg.three the three-object
+    ones (prompt, a, r1, b, r2, c) on training triples (pos_core.scenes.training_prompts3)."""
+    caps: list[tuple] = list(training_prompts(cfg.seed))
+    return caps + list(training_prompts3(cfg.seed)) if cfg.three else caps
+
+
 def sample_batch(cfg: Config, caps: list, ctx: torch.Tensor, gen: torch.Generator):
-    """(x0, contexts) of one training batch: random captions, their scenes, the empty prompt at cfg.dropout."""
+    """(x0, contexts) of one training batch: random captions, their scenes, the empty prompt at cfg.dropout.
+    With cfg.three, that fraction of the batch draws from the three-object captions (their scenes hold both
+    relations), the rest from the two-object ones."""
+    if cfg.three:
+        two = [i for i, c in enumerate(caps) if len(c) == 4]
+        three = [i for i, c in enumerate(caps) if len(c) == 6]
+        pick3 = torch.rand(cfg.batch, generator=gen) < cfg.three
+        i2 = torch.randint(0, len(two), (cfg.batch,), generator=gen)
+        i3 = torch.randint(0, len(three), (cfg.batch,), generator=gen)
+        idx = torch.tensor([three[j3] if p else two[j2] for p, j2, j3 in zip(pick3.tolist(), i2.tolist(), i3.tolist())])
+        x0 = torch.stack([scene3(*caps[i][1:], gen) if len(caps[i]) == 6
+                          else scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
+        c = ctx[idx].clone()
+        c[torch.rand(cfg.batch, generator=gen) < cfg.dropout] = ctx[-1]
+        return x0, c
     idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
     x0 = torch.stack([scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
     c = ctx[idx].clone()
@@ -267,7 +291,7 @@ def contexts(cfg: Config, cache: Path, path: Path, unet: dict | None = None) -> 
     """[N + 1, 77, 768] contexts of every training caption (and the empty prompt, last) through ComfyUI's
     own CLIP, once per text encoder: cached beside the checkpoints, since encoding is most of a short
     training's time. `unet`: any UNet state dict for the draft checkpoint the CLIP is loaded from."""
-    texts = [c[0] for c in training_prompts(cfg.seed)] + [""]
+    texts = [c[0] for c in captions(cfg)] + [""]
     tag = hashlib.sha1(json.dumps([cfg.encoder, cfg.seed, VERSION, texts]).encode()).hexdigest()[:12]
     ctx_file = cache / f"contexts_{cfg.encoder}_{tag}.pt"
     if ctx_file.exists():
@@ -305,7 +329,7 @@ def train(cfg: Config, cache: Path = CACHE, progress: Callable[[int, int, float]
         prefix = "model.diffusion_model."
         start_sd = {k[len(prefix):]: v for k, v in load_file(cfg.init).items() if k.startswith(prefix)}
         unet.load_state_dict(start_sd)
-    caps = training_prompts(cfg.seed)
+    caps = captions(cfg)
     ctx = contexts(cfg, cache, path, unet.state_dict())
     abar = sd1_alphas_cumprod()
     opt, sched = optimizer(unet.parameters(), cfg)

@@ -91,7 +91,7 @@ def train(cfg: testbed.Config, cache: Path = testbed.CACHE, progress: Callable[[
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.time()
     ctx = testbed.contexts(cfg, cache, path)
-    caps = testbed.training_prompts(cfg.seed)
+    caps = testbed.captions(cfg)
     net = build(cfg.seed).diffusion_model
     params = [p for n, p in net.named_parameters() if not n.startswith("vector_in.")]
     for p in net.vector_in.parameters():

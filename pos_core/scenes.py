@@ -137,3 +137,111 @@ def masks_of(latent_stored: torch.Tensor, names: Iterable[str]) -> dict[str, tor
     seg = segment(latent_stored * SCALE_FACTOR)
     order = list(CLASSES)
     return {n: seg == order.index(n) for n in names}
+
+
+# ----------------------------------------------------------------------------------- three objects
+# "a cat to the left of a dog, and a cup above the dog": two relations that share their object (the
+# anchor). Clauses are joined with ", and "; the second names the anchor again as "the {o}" and uses the
+# two phrasings per relation that read as a clause (no "a photo of" in the middle of a sentence).
+JOIN = ", and "
+SECOND_CLAUSE = 2  # the first two TEMPLATES of each relation, "a {o}" -> "the {o}"
+OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+# (r1, r2) of the three-object scenes: 12 of the 16. "a left of b, and c right of b" needs three patches in a
+# row with two gaps of PATCH + 1 (17 latent pixels of corners and patch), more than the 16 x 16 latent holds,
+# so the opposite pairs on one axis are left out rather than placed with a smaller gap.
+RELATION_PAIRS3 = tuple((r1, r2) for r1 in RELATIONS for r2 in RELATIONS if OPPOSITE[r1] != r2)
+
+
+def prompt3(a: str, r1: str, b: str, r2: str, c: str, t1: int = 0, t2: int = 0) -> str:
+    """"a {a} REL1 a {b}, and a {c} REL2 the {b}": relation 1's template t1, relation 2's clause t2."""
+    second = TEMPLATES[r2][t2 % SECOND_CLAUSE].replace("a {o}", "the {o}")
+    return prompt(a, r1, b, t1) + JOIN + second.format(s=c, o=b)
+
+
+def triple_split(seed: int = 0) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """(training, held-out) ordered object triples (a, anchor b, c), consistent with pair_split: training
+    triples use training pairs only (a-b, c-b and a-c); a triple is held out if a relation's pair
+    (a-b or c-b) is a held-out pair. Triples whose only held-out pair is a-c are in neither."""
+    train, held = pair_split(seed)
+    held_u = {frozenset(p) for p in held}
+    tr, ho = [], []
+    for a, b, c in itertools.permutations(list(CLASSES), 3):
+        rel_pairs = (frozenset((a, b)), frozenset((c, b)))
+        if any(p in held_u for p in rel_pairs):
+            ho.append((a, b, c))
+        elif frozenset((a, c)) not in held_u:
+            tr.append((a, b, c))
+    return tr, ho
+
+
+def _combos3(triples: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str, str, int, int]]:
+    """Every (a, r1, b, r2, c, t1, t2) of the triples: 12 relation pairs x 3 x SECOND_CLAUSE phrasings."""
+    return [(a, r1, b, r2, c, t1, t2) for a, b, c in triples for r1, r2 in RELATION_PAIRS3
+            for t1 in range(len(TEMPLATES[r1])) for t2 in range(SECOND_CLAUSE)]
+
+
+def training_prompts3(seed: int = 0, n: int = 1024) -> list[tuple[str, str, str, str, str, str]]:
+    """n (prompt, a, r1, b, r2, c) training captions of three objects: a seeded sample of every
+    combination on training triples (all of them would be ~11k captions to encode; n keeps it cheap)."""
+    tr, _ = triple_split(seed)
+    combos = _combos3(tr)
+    random.Random(seed + 3).shuffle(combos)
+    return [(prompt3(a, r1, b, r2, c, t1, t2), a, r1, b, r2, c) for a, r1, b, r2, c, t1, t2 in combos[:n]]
+
+
+def eval_cases3(n: int, seed: int = EVAL_SEED, held_out: bool = True) -> list[tuple[str, str, str, str, str, str, int]]:
+    """n (prompt, a, r1, b, r2, c, seed) three-object cases on held-out triples (or training ones), noise
+    seeds 10_000 + seed + i as eval_cases (the prompts differ, so no case is shared with it)."""
+    tr, ho = triple_split(0)
+    combos = _combos3(ho if held_out else tr)
+    rng = random.Random(seed + 3)
+    rng.shuffle(combos)
+    out = []
+    for i in range(n):
+        a, r1, b, r2, c, t1, t2 = combos[i % len(combos)]
+        out.append((prompt3(a, r1, b, r2, c, t1, t2), a, r1, b, r2, c, 10_000 + seed + i))
+    return out
+
+
+def validation_cases3(n: int, pairs: str = "held") -> list[tuple[str, str, str, str, str, str, int]]:
+    """n three-object cases for choosing a scale, disjoint from eval_cases3's reported ones: the same
+    held-out triples ("held") or training triples ("seen"), noise seeds 10_000 + VALIDATION_SEED + i and
+    another shuffle, as validation_cases."""
+    if pairs not in ("held", "seen"):
+        raise ValueError(f"pairs must be 'held' or 'seen', got {pairs!r}")
+    return eval_cases3(n, seed=VALIDATION_SEED, held_out=pairs == "held")
+
+
+def _gap_ok(rel: str, s: tuple[int, int], o: tuple[int, int]) -> bool:
+    """Whether corners s and o (y, x) put "subject REL object" with a centroid gap of PATCH + 1 or more."""
+    dy, dx = s[0] - o[0], s[1] - o[1]
+    return {"left": dx <= -(PATCH + 1), "right": dx >= PATCH + 1,
+            "above": dy <= -(PATCH + 1), "below": dy >= PATCH + 1}[rel]
+
+
+def _apart(p: tuple[int, int], q: tuple[int, int]) -> bool:
+    """Whether two patches with corners p and q do not overlap."""
+    return abs(p[0] - q[0]) >= PATCH or abs(p[1] - q[1]) >= PATCH
+
+
+def place3(r1: str, r2: str, gen: torch.Generator, tries: int = 100) -> tuple[tuple[int, int], ...]:
+    """Corners (y, x) of a, anchor b and c so that "a R1 b" and "c R2 b" both hold with place's centroid
+    gap (PATCH + 1) and no two patches overlap: a and b from place, then c uniformly among the corners
+    that satisfy R2 and overlap neither (a fresh a, b if there is none)."""
+    span = LATENT - PATCH
+    for _ in range(tries):
+        pa, pb = place(r1, gen)
+        ok = [(y, x) for y in range(span + 1) for x in range(span + 1)
+              if _gap_ok(r2, (y, x), pb) and _apart((y, x), pa) and _apart((y, x), pb)]
+        if ok:
+            return pa, pb, ok[int(torch.randint(0, len(ok), (1,), generator=gen))]
+    raise RuntimeError(f"place3: no placement for {r1}/{r2} in {tries} tries")
+
+
+def scene3(a: str, r1: str, b: str, r2: str, c: str, gen: torch.Generator) -> torch.Tensor:
+    """One x0 latent [4, 16, 16] (model space) of three objects: "a R1 b" and "c R2 b", no overlap."""
+    x = torch.zeros(4, LATENT, LATENT)
+    vec = dict(zip(CLASSES, class_vectors()))
+    for name, (y0, x0) in zip((a, b, c), place3(r1, r2, gen)):
+        x[:, y0:y0 + PATCH, x0:x0 + PATCH] = vec[name][:, None, None]
+    return x

@@ -43,3 +43,37 @@ def test_choose_scale_prefers_accuracy_then_pse_then_the_smaller_scale():
     assert effect.choose_scale(r) == 20.0
     r[80.0]["mean_pse"] = 0.65
     assert effect.choose_scale(r) == 80.0
+
+
+def test_layout_regions_many_gives_one_relation_its_two_halves():
+    for rel in ("left", "right", "above", "below"):
+        s, o = effect.layout_regions(rel)
+        assert effect.layout_regions_many([("cat", rel, "dog")]) == {"cat": s, "dog": o}
+
+
+def test_layout_regions_many_for_three_objects():
+    m = effect.LAYOUT_MARGIN
+    # cat left of dog, cup above dog: x splits cat | dog (cup free), y splits cup / dog (cat free)
+    r = effect.layout_regions_many([("cat", "left", "dog"), ("cup", "above", "dog")])
+    assert r["cat"] == (0.0, 0.0, 0.5 - m, 1.0)
+    assert r["dog"] == (0.5 + m, 0.5 + m, 0.5 - m, 0.5 - m)
+    assert r["cup"] == (0.0, 0.0, 1.0, 0.5 - m)
+    # both left of the dog: they share the left band
+    r = effect.layout_regions_many([("cat", "left", "dog"), ("cup", "left", "dog")])
+    assert r["cat"] == r["cup"] == (0.0, 0.0, 0.5 - m, 1.0) and r["dog"] == (0.5 + m, 0.0, 0.5 - m, 1.0)
+    # one on each side: three bands
+    r = effect.layout_regions_many([("cat", "below", "dog"), ("cup", "above", "dog")])
+    assert [round(r[n][1], 4) for n in ("cup", "dog", "cat")] == [0.0, round(1 / 3 + m, 4), round(2 / 3 + m, 4)]
+    with pytest.raises(ValueError, match="no side"):
+        effect.layout_regions_many([("cat", "near", "dog")])
+
+
+def test_case_objects_and_cases_of():
+    assert effect.case_objects(("p", "cat", "left", "dog", 1)) == [("cat", "left", "dog")]
+    assert effect.case_objects(("p", "cat", "left", "dog", "above", "cup", 1)) == [("cat", "left", "dog"),
+                                                                                 ("cup", "above", "dog")]
+    assert len(effect.cases_of(3, 5)[0]) == 7 and len(effect.cases_of(2, 5)[0]) == 5
+    val, rep = effect.cases_of(3, 50, validation=True), effect.cases_of(3, 50)
+    assert not {c[-1] for c in val} & {c[-1] for c in rep}
+    with pytest.raises(ValueError):
+        effect.cases_of(4, 1)

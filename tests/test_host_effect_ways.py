@@ -101,3 +101,30 @@ def test_tune_chooses_a_scale_on_validation_cases(bench):
     assert effect.choose_scale(results) in results
     with pytest.raises(ValueError, match="takes no scale"):
         effect.tune_scales(bench, "layout", [1.0], cases)
+
+
+def test_three_object_case_runs_every_way_and_layout_uses_stock_regions(bench):
+    import effect
+    import testbed
+
+    from pos_core import scenes
+
+    torch = bench.torch
+    case = scenes.eval_cases3(1, seed=5)[0]
+    prompt, a, r1, b, r2, c, seed = case
+    cond, rels = bench.encode(prompt)
+    # PoS Relations from Prompt binds both relations, each to its own mention of the shared object
+    got = [(r.subject, r.relation, r.object) for r in rels.relations]
+    assert got == [(a, r1, b), (c, r2, b)]
+    assert rels.relations[0].object_tokens != rels.relations[1].object_tokens
+    combined = bench.layout_conditioning(prompt, cond, rels)
+    assert len(combined) == 4 and combined[0] is cond[0]  # the whole prompt, then one region per object
+    regions = effect.layout_regions_many(got)
+    for entry, name in zip(combined[1:], regions):
+        x, y, w, h = regions[name]
+        assert entry[1]["area"] == ("percentage", h, w, y, x) and entry[1]["strength"] == 1.0
+    for way in ("unguided", "psg@20", "center@80", "layout", "psg+search"):
+        latent, _ = bench.run(way, prompt, seed)
+        assert latent.shape == (4, testbed.LATENT, testbed.LATENT) and torch.isfinite(latent).all(), way
+        r = effect.score_any(testbed, latent, case)
+        assert len(r["parts"]) == 2 and r["correct"] == (r["drawn"] and r["rel_correct"] == 1.0)
