@@ -230,3 +230,7 @@ def test_blocks_and_level_bad_input_names_the_input(host):
         train(host, model=flux, data=dit_latents(), level="latent/1")
     with pytest.raises(ValueError, match="blocks applies to Flux / SD3 models; this is sd1"):
         train(host, blocks="1,2")
+    from pos_spatial_pack.nodes.train_lora import PoSTrainLoRA
+
+    with pytest.raises(ValueError, match="softmax must be text or joint, got 'image'"):
+        PoSTrainLoRA._targets(None, True, "auto", "auto", "image")
