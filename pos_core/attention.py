@@ -143,22 +143,31 @@ def joint_token_maps(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img
         bad = [i for i in g if not 0 <= i < t]
         if bad:
             raise ValueError(f"token indices {bad} are outside the {t}-token text context")
-    d = q.shape[-1]
-    qi = q[:, :, img[0]:img[1]].float() * d**-0.5
-    cols = torch.tensor([txt[0] + i for g in groups for i in g], device=q.device)
-    keys = k[:, :, txt[0]:txt[1]] if softmax == "text" else k
-    if softmax == "text":
-        cols = cols - txt[0]
-    total = None
-    for head in range(q.shape[1]):  # one head at a time: the N x L logits of all heads need not coexist
-        probs = torch.softmax(qi[:, head] @ keys[:, head].float().transpose(-1, -2), dim=-1)[..., cols]
-        total = probs if total is None else total + probs
-    probs = total / q.shape[1]  # [B, N, sum of group sizes]
+    cols = [i for g in groups for i in g]
+    probs = joint_text_probs(q, k, txt, img, softmax)[..., cols]  # [B, N, sum of group sizes]
     maps, at = [], 0
     for g in groups:
         maps.append(probs[..., at:at + len(g)].mean(dim=-1))
         at += len(g)
     return torch.stack(maps, dim=1).reshape(q.shape[0], len(groups), h, w)
+
+
+def joint_text_probs(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int], img: tuple[int, int],
+                     softmax: str = "text") -> torch.Tensor:
+    """Image-to-text attention of one joint attention, fp32, mean over heads: [B, N, T] for the image
+    queries `img` and text keys `txt` ((start, end) of the joint sequence); q, k [B, heads, L, d].
+    softmax "text": over the text keys only; "joint": over the whole row, then its text columns."""
+    if softmax not in SOFTMAX:
+        raise ValueError(f"softmax must be one of {SOFTMAX}, got {softmax!r}")
+    qi = q[:, :, img[0]:img[1]].float() * q.shape[-1] ** -0.5
+    keys = k[:, :, txt[0]:txt[1]] if softmax == "text" else k
+    total = None
+    for head in range(q.shape[1]):  # a head at a time: the N x L logits of all heads need not coexist
+        probs = torch.softmax(qi[:, head] @ keys[:, head].float().transpose(-1, -2), dim=-1)
+        if softmax == "joint":
+            probs = probs[..., txt[0]:txt[1]]
+        total = probs if total is None else total + probs
+    return total / q.shape[1]
 
 
 Box = tuple[float, float, float, float]  # top, left, bottom, right as fractions of the full latent

@@ -68,17 +68,7 @@ def joint_head_mean_probs(q: torch.Tensor, k: torch.Tensor, txt: tuple[int, int]
     [B, N, T] for the image queries `img` and text keys `txt` (start, end) of the joint sequence.
     q, k [B, heads, L, d]; softmax as PSG's DiT maps (`attention.joint_token_maps`): "text" over the text
     keys only, "joint" over the whole row (then only its text columns are kept)."""
-    if softmax not in attention.SOFTMAX:
-        raise ValueError(f"softmax must be one of {attention.SOFTMAX}, got {softmax!r}")
-    qi = q[:, :, img[0]:img[1]].float() * q.shape[-1] ** -0.5
-    keys = k[:, :, txt[0]:txt[1]] if softmax == "text" else k
-    total = None
-    for head in range(q.shape[1]):  # a head at a time: the N x L logits of all heads need not coexist
-        probs = torch.softmax(qi[:, head] @ keys[:, head].float().transpose(-1, -2), dim=-1)
-        if softmax == "joint":
-            probs = probs[..., txt[0]:txt[1]]
-        total = probs if total is None else total + probs
-    return total / q.shape[1]
+    return attention.joint_text_probs(q, k, txt, img, softmax)
 
 
 def attention_loss(probs: torch.Tensor, h: int, w: int, samples: Sequence[SampleRelations | None],
