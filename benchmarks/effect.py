@@ -44,7 +44,8 @@ STEPS, CFG, SAMPLER, SCHEDULER, SIZE = 20, 5.0, "euler", "normal", 128
 DEFAULT_SCALE = 20.0  # PoS Guidance's default, for ways named without @S
 SEARCH_N = 8  # PoS Seed Search's default candidates (attention mode)
 # layout: each object's region is its half of the image, less LAYOUT_MARGIN (a fraction of the side) on the
-# midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap)
+# midline side, so the two regions are 2 * LAYOUT_MARGIN apart (128 px: halves of 56 px, a 16 px gap);
+# pos_core.layout.MARGIN, PoS Layout from Relations' default
 LAYOUT_MARGIN = 1 / 16
 # a latent is "in range" when no model-space value exceeds this: the scenes' values are 0 and +/-0.9 (AMPLITUDE),
 # the Flux testbed's unguided samples stay under about 1.6 (the UNet testbed's reach about 2.5: there the
@@ -314,52 +315,19 @@ def parse_way(way: str) -> tuple[str, float | None]:
 
 def layout_regions(relation: str, margin: float = LAYOUT_MARGIN) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(subject region, object region) of a relation, each (x, y, width, height) as fractions of the image:
-    the subject's side and the object's side of the relation's axis, halves less `margin` at the midline."""
-    near, far = (0.0, 0.5 - margin), (0.5 + margin, 1.0)
-    if relation in ("left", "right"):
-        a, b = (near, far) if relation == "left" else (far, near)
-        return (a[0], 0.0, a[1] - a[0], 1.0), (b[0], 0.0, b[1] - b[0], 1.0)
-    if relation in ("above", "below"):
-        a, b = (near, far) if relation == "above" else (far, near)
-        return (0.0, a[0], 1.0, a[1] - a[0]), (0.0, b[0], 1.0, b[1] - b[0])
-    raise ValueError(f"layout: relation {relation!r} has no side (left, right, above, below)")
+    the pack's layout (pos_core.layout.halves, what PoS Layout from Relations gives)."""
+    from pos_core import layout
+
+    return layout.halves(relation, margin)
 
 
 def layout_regions_many(relations: list[tuple[str, str, str]], margin: float = LAYOUT_MARGIN
                         ) -> dict[str, tuple[float, float, float, float]]:
-    """name -> (x, y, width, height) region of every object of several relations (subject, relation, object):
-    on each axis the relations order the objects into bands (left/above before, right/below after; an
-    object both relations put on one side shares that band), the image splits into that many equal bands
-    less `margin` at each inner edge, and an axis no relation of an object constrains gives the full span.
-    One relation gives layout_regions' two halves."""
-    axis_of = {"left": 1, "right": 1, "above": 0, "below": 0}
-    names: list[str] = []
-    for s, rel, o in relations:
-        if rel not in axis_of:
-            raise ValueError(f"layout: relation {rel!r} has no side (left, right, above, below)")
-        names += [n for n in (s, o) if n not in names]
-    rank: list[dict[str, int]] = [{}, {}]  # per axis (y, x): name -> band
-    for ax in (0, 1):
-        edges = [(s, o) if rel in ("left", "above") else (o, s) for s, rel, o in relations if axis_of[rel] == ax]
-        on = [n for n in names if any(n in e for e in edges)]
-        for _ in on:  # longest-path ranks of a tiny DAG (each pass can only raise a rank)
-            for first, second in edges:
-                rank[ax][first] = rank[ax].get(first, 0)
-                rank[ax][second] = max(rank[ax].get(second, 0), rank[ax][first] + 1)
-    out = {}
-    for n in names:
-        span = []
-        for ax in (1, 0):  # x, then y
-            if n not in rank[ax]:
-                span.append((0.0, 1.0))
-                continue
-            k, bands = rank[ax][n], max(rank[ax].values()) + 1
-            lo = k / bands + (margin if k > 0 else 0.0)
-            hi = (k + 1) / bands - (margin if k < bands - 1 else 0.0)
-            span.append((lo, hi))
-        (x0, x1), (y0, y1) = span
-        out[n] = (x0, y0, x1 - x0, y1 - y0)
-    return out
+    """name -> (x, y, width, height) region of every object of several relations (pos_core.layout.regions:
+    bands on each relation's axis; one relation gives layout_regions' two halves)."""
+    from pos_core import layout
+
+    return layout.regions(relations, margin)
 
 
 def case_objects(case: tuple) -> list[tuple[str, str, str]]:
@@ -521,10 +489,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def choose_scale(results: dict[float, dict]) -> float:
-    """The grid scale with the highest validation relation accuracy; ties go to the higher mean PSE, then
-    to the smaller scale (the gentler push)."""
-    return min(results, key=lambda sc: (-results[sc]["relation_accuracy"], -results[sc]["mean_pse"], sc))
+def choose_scale(results: dict[float, dict], in_range: bool = False) -> float:
+    """The grid scale with the highest validation relation accuracy (with `in_range`: counting only cases
+    whose latent also stays in range, IN_RANGE, so a scale that wins by throwing latents out of what the
+    model draws is not chosen); ties go to the higher mean PSE, then to the smaller scale (the gentler push)."""
+    key = "correct_in_range" if in_range else "relation_accuracy"
+    return min(results, key=lambda sc: (-results[sc][key], -results[sc]["mean_pse"], sc))
 
 
 def tune_scales(bench, way: str, grid: list[float], cases: list) -> dict[float, dict]:
@@ -545,7 +515,9 @@ def tune_scales(bench, way: str, grid: list[float], cases: list) -> dict[float, 
         results[scale] = {"way": name, "n": len(rows),
                           "relation_accuracy": sum(r["correct"] for r in rows) / len(rows),
                           "object_accuracy": sum(r["drawn"] for r in rows) / len(rows),
-                          "mean_pse": sum(float(r["pse"] or 0.0) for r in rows) / len(rows)}
+                          "mean_pse": sum(float(r["pse"] or 0.0) for r in rows) / len(rows),
+                          "in_range": sum(r["max_abs"] <= IN_RANGE for r in rows) / len(rows),
+                          "correct_in_range": sum(bool(r["correct"]) and r["max_abs"] <= IN_RANGE for r in rows) / len(rows)}
     return results
 
 
@@ -567,15 +539,18 @@ def cmd_tune(args) -> int:
         sys.exit("effect.py tune: --grid names no scale")
     bench = Bench(ckpt, arch(args), args.blocks, args.patch)
     results = tune_scales(bench, args.way, grid, cases)
-    chosen = choose_scale(results)
+    chosen = choose_scale(results, args.in_range)
     lines = [f"Tuning `{args.way}` on {len(cases)} {args.objects}-object validation cases ({args.val_pairs} pairs, noise seeds "
-             f"{cases[0][-1]}..{max(c[-1] for c in cases)}; no case shared with eval's first {args.n_report})", "",
+             f"{cases[0][-1]}..{max(c[-1] for c in cases)}; no case shared with eval's first {args.n_report}); chosen by "
+             f"{'right and in range' if args.in_range else 'relation accuracy'}", "",
              f"| scale | {'all relations right' if args.objects == 3 else 'relation accuracy'} % | objects drawn % | "
-             "mean PSE |", "|---|---|---|---|"]
+             f"mean PSE | latent in range % | right and in range % |", "|---|---|---|---|---|---|"]
     lines += [f"| {sc:g}{' (chosen)' if sc == chosen else ''} | {100 * r['relation_accuracy']:.1f} | "
-              f"{100 * r['object_accuracy']:.1f} | {r['mean_pse']:.3f} |" for sc, r in results.items()]
+              f"{100 * r['object_accuracy']:.1f} | {r['mean_pse']:.3f} | {100 * r['in_range']:.1f} | "
+              f"{100 * r['correct_in_range']:.1f} |" for sc, r in results.items()]
     print("\n".join(lines))
     out = {"way": args.way, "chosen_scale": chosen, "report_as": f"{args.way}@{chosen:g}", "val_pairs": args.val_pairs,
+           "chosen_by": "correct_in_range" if args.in_range else "relation_accuracy",
            "objects": args.objects,
            "n_val": len(cases), "grid": grid, "checkpoint": str(ckpt),
            "results": {f"{sc:g}": r for sc, r in results.items()}}
@@ -748,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--way", required=True, choices=SCALED, help="the scale-bearing way whose scale to choose")
             p.add_argument("--grid", default=TUNE_GRID, help="comma-separated scales to try")
             p.add_argument("--n-val", type=int, default=60, help="validation (prompt, seed) cases")
+            p.add_argument("--in-range", action="store_true",
+                           help="choose the scale by relations right with the latent in range (IN_RANGE), not by "
+                                "relations right alone")
             p.add_argument("--val-pairs", choices=("held", "seen"), default="held",
                            help="held: the held-out object pairs with noise seeds no eval case uses; seen: the "
                                 "training pairs (pos_core.scenes.validation_cases)")

@@ -9,6 +9,7 @@ from comfy_api.latest import ComfyExtension, io
 from . import (
     attention_maps,
     guidance,
+    layout,
     relations,
     scoring,
     seed_search,
@@ -20,7 +21,7 @@ from . import (
 scoring.register_folder()
 testbed_model.register()
 NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES,
-                                   *seed_search.NODES, *sr4g.NODES, *train_lora.NODES]
+                                   *seed_search.NODES, *sr4g.NODES, *train_lora.NODES, *layout.NODES]
 
 
 class PoSExtension(ComfyExtension):

@@ -77,3 +77,10 @@ def test_case_objects_and_cases_of():
     assert not {c[-1] for c in val} & {c[-1] for c in rep}
     with pytest.raises(ValueError):
         effect.cases_of(4, 1)
+
+
+def test_choose_scale_in_range_skips_a_scale_that_wins_out_of_range():
+    r = {20.0: {"relation_accuracy": 0.7, "correct_in_range": 0.6, "mean_pse": 0.5},
+         320.0: {"relation_accuracy": 0.9, "correct_in_range": 0.0, "mean_pse": 0.6}}
+    assert effect.choose_scale(r) == 320.0
+    assert effect.choose_scale(r, in_range=True) == 20.0

@@ -206,6 +206,9 @@ CONDITIONING = {
     "ConditioningSetTimestepRange": lambda g: node_ref(g, "ConditioningCombine", conditioning_1=node_ref(
         g, "ConditioningSetTimestepRange", conditioning=["rel", 0], start=0.0, end=0.6),
         conditioning_2=node_ref(g, "ConditioningSetTimestepRange", conditioning=["other", 0], start=0.6, end=1.0)),
+    "PoSLayoutFromRelations": lambda g: node_ref(g, "PoSLayoutFromRelations", clip=["ckpt", 1], conditioning=["rel", 0],
+                                                 relations=["rel", 1], object_prompt="a {object}", margin=0.0625,
+                                                 strength=1.0, width=128, height=128),
     "long prompt + short prompt": combine(lambda g: node_ref(
         g, "CLIPTextEncode", clip=["ckpt", 1], text=", ".join(["a very detailed painting of mountains"] * 20))),
 }
@@ -220,7 +223,7 @@ def node_ref(g, cls, **inputs):
 @pytest.mark.parametrize("name", list(CONDITIONING))
 def test_conditioning(srv, name):
     # areas are at least 64 px (the node's minimum): those graphs sample 128 px
-    check(srv, positive=CONDITIONING[name], size=128 if "SetArea" in name else SIZE)
+    check(srv, positive=CONDITIONING[name], size=128 if "SetArea" in name or "Layout" in name else SIZE)
 
 
 def custom(guider: str, **extra):
