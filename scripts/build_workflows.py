@@ -112,6 +112,28 @@ def seed_search():
     return g
 
 
+def layout_vs_psg():
+    """The same seed three ways: PoS Layout from Relations (regional prompts, plain model), PoS Guidance
+    (plain prompt), and both."""
+    g = common(SD15, 512)
+    g.update({
+        "4": guidance(),
+        "30": {"class_type": "PoSLayoutFromRelations", "inputs": {
+            "clip": ["1", 1], "conditioning": ["2", 0], "relations": ["2", 1], "object_prompt": "a photo of a {object}",
+            "margin": 0.0625, "strength": 1.0, "width": 512, "height": 512}},
+        "6": ksampler(("4", 0)),
+        "31": dict(ksampler(("1", 0)), inputs=dict(ksampler(("1", 0))["inputs"], positive=["30", 0])),
+        "33": dict(ksampler(("4", 0)), inputs=dict(ksampler(("4", 0))["inputs"], positive=["30", 0])),
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "32": {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0], "vae": ["1", 2]}},
+        "34": {"class_type": "VAEDecode", "inputs": {"samples": ["33", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "pos_psg"}},
+        "35": {"class_type": "SaveImage", "inputs": {"images": ["32", 0], "filename_prefix": "pos_layout"}},
+        "36": {"class_type": "SaveImage", "inputs": {"images": ["34", 0], "filename_prefix": "pos_layout_psg"}},
+    })
+    return g
+
+
 def score_images():
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
@@ -289,6 +311,9 @@ WORKFLOWS = {
     "pos_seed_search": (seed_search(), {}),
     "pos_score_images": (score_images(), {"21": "PoS Score (PSE) of a loaded image"}),
     "pos_guided_vs_unguided": (guided_vs_unguided(), {"9": "Guided: attention", "13": "Unguided: attention"}),
+    "pos_layout_vs_psg": (layout_vs_psg(), {"30": "PoS Layout from Relations: each object on its side",
+                                            "8": "PoS Guidance", "35": "Layout (no guidance)",
+                                            "36": "Layout + PoS Guidance"}),
     "pos_psg_flux_dev": (psg_flux_dev(), {"4": "PoS Guidance (PSG): Flux.1 dev, first 14 of 28 steps",
                                            "16": "FluxGuidance (distilled guidance; cfg stays 1)"}),
     "pos_psg_sd35": (psg_sd35(), {"4": "PoS Guidance (PSG): SD3.5, first 20 of 40 steps"}),
