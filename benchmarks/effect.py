@@ -222,6 +222,7 @@ class Bench:
                 self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file))
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
+        self.max_step = 0.0  # PoS Guidance's max_step (step rule; 0 = the paper's step)
         self._enc: dict[str, tuple] = {}
 
     def encode(self, prompt: str):
@@ -239,7 +240,8 @@ class Bench:
     def guided(self, rels, scale: float, objective: str = "pos"):
         with self.torch.inference_mode():
             return self.guidance.PoSGuidance.execute(self.model, rels, scale, 0.5, -1.0, True, "auto",
-                                                     self.blocks, objective=objective).result
+                                                     self.blocks, objective=objective,
+                                                     max_step=self.max_step).result
 
     def layout_conditioning(self, prompt: str, cond, rels):
         """What a ComfyUI user builds for a layout from stock nodes: one prompt per object ("a cat", "a dog",
@@ -437,6 +439,7 @@ def cmd_eval(args) -> int:
     if args.lora and not Path(args.lora).is_file():
         sys.exit(f"effect.py: --lora {args.lora}: no such file")
     bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora)
+    bench.max_step = args.max_step
     # validation: choosing a setting (a LoRA's weight), never the reported cases
     cases = cases_of(args.objects, args.n, validation=args.validation, seen=args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
@@ -476,6 +479,7 @@ def cmd_eval(args) -> int:
                                                               "relation", "rel_correct", "parts", "max_abs")
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
         report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
+                  "max_step": args.max_step,
                   "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation, "objects": args.objects,
                   "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
                   "sampler": SAMPLER, "ways": results}
@@ -538,6 +542,7 @@ def cmd_tune(args) -> int:
     if not grid:
         sys.exit("effect.py tune: --grid names no scale")
     bench = Bench(ckpt, arch(args), args.blocks, args.patch)
+    bench.max_step = args.max_step
     results = tune_scales(bench, args.way, grid, cases)
     chosen = choose_scale(results, args.in_range)
     lines = [f"Tuning `{args.way}` on {len(cases)} {args.objects}-object validation cases ({args.val_pairs} pairs, noise seeds "
@@ -550,7 +555,7 @@ def cmd_tune(args) -> int:
               f"{100 * r['correct_in_range']:.1f} |" for sc, r in results.items()]
     print("\n".join(lines))
     out = {"way": args.way, "chosen_scale": chosen, "report_as": f"{args.way}@{chosen:g}", "val_pairs": args.val_pairs,
-           "chosen_by": "correct_in_range" if args.in_range else "relation_accuracy",
+           "chosen_by": "correct_in_range" if args.in_range else "relation_accuracy", "max_step": args.max_step,
            "objects": args.objects,
            "n_val": len(cases), "grid": grid, "checkpoint": str(ckpt),
            "results": {f"{sc:g}": r for sc, r in results.items()}}
@@ -737,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "eval_cases3 / validation_cases3); scored as all relations right")
             p.add_argument("--out", default="", help="folder for results.json and table.md (tune: tune.json)")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
+            p.add_argument("--max-step", type=float, default=0.0,
+                           help="PoS Guidance's max_step for every guided way (0 = no cap, the paper's step)")
             p.add_argument("--patch", default="", choices=("",) + PATCHES,
                            help="run every way beside this stock model patch at its defaults (PoS Guidance after it)")
             p.add_argument("--blocks", default="auto",

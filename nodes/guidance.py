@@ -81,6 +81,12 @@ class PoSGuidance(io.ComfyNode):
                                        "marginals; center = a hinge on the maps' centres of mass, "
                                        "relu(0.1 + cx_subject - cx_object)^2 for 'left of' (the relation's axis; "
                                        "0 once the centres are 0.1 of the image apart on the stated side)."),
+                io.Float.Input("max_step", default=0.0, min=0.0, max=10.0, step=0.05, optional=True,
+                               tooltip="Step rule: the largest move of one guided step, as a fraction of the "
+                                       "current noise level (root-mean-square over the latent). 0 = no limit "
+                                       "(the paper's step). Set it (e.g. 0.5) when guided images turn to noise, "
+                                       "blotches or flat colour: a too-large step throws the latent out of what "
+                                       "the model can denoise, most of all on Flux and SD3."),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The guided model, for any sampler node."),
@@ -93,13 +99,16 @@ class PoSGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, model, relations, scale: float, guided_fraction: float, loss_scale: float,
                 smoothing: bool, attention_level: str, blocks: str = "auto", softmax: str = "text",
-                objective: str = "pos") -> io.NodeOutput:
+                objective: str = "pos", max_step: float = 0.0) -> io.NodeOutput:
         relations = require_relations(relations)
+        if not max_step >= 0:
+            raise ValueError(f"max_step must be 0 (no limit) or more, got {max_step}")
         family = family_of(model)
         if loss_scale < 0:
             loss_scale = family.loss_scale
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
-                                      smoothing=smoothing, softmax=softmax, objective=objective)
+                                      smoothing=smoothing, softmax=softmax, objective=objective,
+                                      max_step=max_step)
         patched, run = psg_patch.patch(model, relations, settings, attention_level, blocks,
                                        node_id=cls.hidden.unique_id if cls.hidden else None)
         note = attention.unguidable_note(relations.relations)

@@ -44,6 +44,7 @@ class Settings:
     smoothing: bool = True
     softmax: str = "text"  # DiT maps: softmax over the text keys ("text") or the full joint row ("joint")
     objective: str = "pos"  # what the gradient lowers: "pos" (PoS loss) or "center" (centroid hinge)
+    max_step: float = 0.0  # > 0: each guided step's RMS capped at max_step * sigma (guidance.cap_step)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Run:
     losses: dict[int, list[float]] = field(default_factory=dict)  # step -> loss per image before update
     deltas: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> latent update x_new - x (cpu)
     skipped: list[int] = field(default_factory=list)
+    capped: list[int] = field(default_factory=list)  # guided steps whose move max_step shortened
     notes: list[str] = field(default_factory=list)  # what the user is told about this run
     num_steps: int = 0
     grid: tuple[int, int] | None = None  # the grid maps are combined on (UNet level / DiT token grid)
@@ -90,6 +92,7 @@ class Run:
 
     def reset(self) -> None:
         self.layer_maps, self.maps, self.losses, self.deltas, self.skipped, self.notes = [], {}, {}, {}, [], []
+        self.capped = []
         self.selection, self.straight, self._aliases, self.control_aliases = None, False, None, {}
         self.scoring, self.block_maps = False, {}
         if self.by_maps and self.choice is not None:
@@ -368,7 +371,16 @@ def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> t
     ones = torch.ones_like(x[:1], dtype=torch.float32)
     c_in = model.model_sampling.calculate_input(sigma.float().reshape(-1)[:1], ones).flatten()[0]
     alpha = guidance.step_sizes(run.num_steps, run.settings.scale)[step]
-    x_new = guidance.x_update(x.float(), grad_x / c_in, alpha, c_in).to(x.dtype)
+    x_new = guidance.x_update(x.float(), grad_x / c_in, alpha, c_in)
+    if run.settings.max_step > 0:
+        delta = x_new - x.float()
+        capped = guidance.cap_step(delta, float(sigma.reshape(-1)[0]), run.settings.max_step)
+        if not torch.equal(capped, delta):
+            run.capped.append(step)
+            run.note(f"PoS Guidance: max_step {run.settings.max_step:g} shortened guided steps (the first at step "
+                     f"{run.capped[0]}); raise it for a stronger push, if the images stay clean.", logging.INFO)
+        x_new = x.float() + capped
+    x_new = x_new.to(x.dtype)
     run.deltas[step] = (x_new - x).float().cpu()
     return x_new
 

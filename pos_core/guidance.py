@@ -177,6 +177,18 @@ def x_update(x: torch.Tensor, grad_z: torch.Tensor, alpha: float, c_in: torch.Te
     return x - alpha * grad_z / c_in
 
 
+def cap_step(delta: torch.Tensor, sigma: float, max_step: float) -> torch.Tensor:
+    """A guided step `delta` (batch first) scaled down, per sample, so its root-mean-square is at most
+    `max_step * sigma`: sigma is the noise level the latent carries at this step (x = x0 + sigma * eps for
+    eps / v models, (1 - sigma) x0 + sigma * eps for flow models), so the moved latent stays one the model
+    can denoise. A step rule, not the paper's: max_step <= 0 leaves delta unchanged."""
+    if max_step <= 0:
+        return delta
+    rms = delta.float().pow(2).flatten(1).mean(1).sqrt()
+    factor = torch.clamp(max_step * float(sigma) / rms.clamp_min(1e-12), max=1.0)
+    return delta * factor.reshape(-1, *([1] * (delta.dim() - 1))).to(delta.dtype)
+
+
 def euler_correction(x: torch.Tensor, x_new: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     """What to add to the denoised prediction at x_new so an Euler step from x lands where it
     would from x_new: (x_new - x) * sigma_next / (sigma - sigma_next)."""

@@ -257,3 +257,14 @@ def test_maps_loss_objective_switch():
                           G.center_loss_batch(sm[:, 0], sm[:, 1], "left"))
     with pytest.raises(ValueError, match="objective"):
         attention.maps_loss(maps, pairs, objective="box")
+
+
+def test_cap_step_bounds_each_samples_rms_by_max_step_times_sigma():
+    gen = torch.Generator().manual_seed(0)
+    delta = torch.randn(3, 4, 8, 8, generator=gen) * torch.tensor([0.01, 1.0, 50.0]).reshape(3, 1, 1, 1)
+    capped = G.cap_step(delta, sigma=2.0, max_step=0.25)
+    rms = capped.pow(2).flatten(1).mean(1).sqrt()
+    assert torch.equal(capped[0], delta[0])  # under the cap: untouched
+    assert torch.allclose(rms[1:], torch.full((2,), 0.5), rtol=1e-5)  # over it: cut to 0.25 * 2.0
+    assert torch.allclose(capped[2] / capped[2].norm(), delta[2] / delta[2].norm(), atol=1e-6)  # same direction
+    assert torch.equal(G.cap_step(delta, 2.0, 0.0), delta)  # 0: the paper's step

@@ -311,3 +311,27 @@ def test_more_user_mistakes_name_the_input(host):
     _, run = guide(host, rels)
     with pytest.raises(ValueError, match="no attention was recorded: run a sampler"):
         host.maps.PoSAttentionMaps.execute(run, torch.zeros(1, 64, 64, 3), 0, -1)
+
+
+def test_max_step_caps_each_guided_step_and_says_so(host, caplog):
+    """max_step: every guided move's RMS is at most max_step * sigma of its step, in the same direction as
+    the uncapped move; 0 leaves the paper's step; a negative value is refused naming the input."""
+    import logging
+
+    cond, rels = encode(host, "a cat to the left of a dog")
+    free_model, free = guide(host, rels, scale=2000.0, fraction=0.5)
+    sample(host, free_model, cond, seed=3, steps=2, cfg=1.0)
+    with torch.inference_mode():
+        model, run = host.guidance.PoSGuidance.execute(host.model, rels, 2000.0, 0.5, -1.0, True, "auto",
+                                                       max_step=0.01).result
+    with caplog.at_level(logging.INFO, logger="pos_spatial"):
+        sample(host, model, cond, seed=3, steps=2, cfg=1.0)
+    sigma = float(host.samplers.calculate_sigmas(host.model.get_model_object("model_sampling"), "normal", 2)[0])
+    d, f = run.deltas[0], free.deltas[0]
+    assert float(f.pow(2).mean().sqrt()) > 0.01 * sigma, "the test's step must be long enough to be capped"
+    assert float(d.pow(2).mean().sqrt()) == pytest.approx(0.01 * sigma, rel=1e-3)
+    assert torch.allclose(d / d.norm(), f / f.norm(), atol=1e-5)
+    assert run.capped == [0] and "max_step 0.01 shortened" in caplog.text
+    with torch.inference_mode():
+        with pytest.raises(ValueError, match="max_step"):
+            host.guidance.PoSGuidance.execute(host.model, rels, 20.0, 0.5, -1.0, True, "auto", max_step=-1.0)

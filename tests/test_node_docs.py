@@ -178,15 +178,15 @@ def ordered_inputs(node_id: str) -> list[str]:
     raise KeyError(node_id)
 
 
-def test_objective_is_the_last_guidance_input_so_saved_workflows_keep_their_widgets():
+def test_new_guidance_inputs_come_last_so_saved_workflows_keep_their_widgets():
     """widgets_values are positional: a new input goes last, and every shipped workflow saved before it
-    still maps its values onto the same inputs (objective then takes its default, pos)."""
+    still maps its values onto the same inputs (objective and max_step then take their defaults)."""
     import json
 
     inputs = ordered_inputs("PoSGuidance")
     assert sorted(inputs) == sorted(SCHEMAS["PoSGuidance"]["inputs"])
-    assert inputs[-3:] == ["blocks", "softmax", "objective"]
-    widgets_before = inputs[2:-1]  # model and relations are sockets
+    assert inputs[-4:] == ["blocks", "softmax", "objective", "max_step"]
+    widgets_before = inputs[2:-2]  # model and relations are sockets; objective and max_step came later
     assert widgets_before == ["scale", "guided_fraction", "loss_scale", "smoothing", "attention_level", "blocks",
                               "softmax"]
     seen = 0
@@ -194,5 +194,5 @@ def test_objective_is_the_last_guidance_input_so_saved_workflows_keep_their_widg
         for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
             if node["type"] == "PoSGuidance":
                 seen += 1
-                assert len(node.get("widgets_values") or []) <= len(widgets_before) + 1, path.name
+                assert len(node.get("widgets_values") or []) <= len(widgets_before) + 2, path.name
     assert seen
