@@ -222,7 +222,7 @@ class Bench:
                 self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file))
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
-        self.max_step = 0.0  # PoS Guidance's max_step (step rule; 0 = the paper's step)
+        self.max_step = -1.0  # PoS Guidance's max_step (step rule; -1 = the family's default)
         self._enc: dict[str, tuple] = {}
 
     def encode(self, prompt: str):
@@ -742,8 +742,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "eval_cases3 / validation_cases3); scored as all relations right")
             p.add_argument("--out", default="", help="folder for results.json and table.md (tune: tune.json)")
             p.add_argument("--checkpoint", default="", help="evaluate this testbed checkpoint file instead")
-            p.add_argument("--max-step", type=float, default=0.0,
-                           help="PoS Guidance's max_step for every guided way (0 = no cap, the paper's step)")
+            p.add_argument("--max-step", type=float, default=-1.0,
+                           help="PoS Guidance's max_step for every guided way (-1 = the family's default: 0 on "
+                                "UNets, 0.3 on Flux / SD3; 0 = no cap, the paper's step)")
             p.add_argument("--patch", default="", choices=("",) + PATCHES,
                            help="run every way beside this stock model patch at its defaults (PoS Guidance after it)")
             p.add_argument("--blocks", default="auto",

@@ -81,12 +81,13 @@ class PoSGuidance(io.ComfyNode):
                                        "marginals; center = a hinge on the maps' centres of mass, "
                                        "relu(0.1 + cx_subject - cx_object)^2 for 'left of' (the relation's axis; "
                                        "0 once the centres are 0.1 of the image apart on the stated side)."),
-                io.Float.Input("max_step", default=0.0, min=0.0, max=10.0, step=0.05, optional=True,
+                io.Float.Input("max_step", default=-1.0, min=-1.0, max=10.0, step=0.01, optional=True,
                                tooltip="Step rule: the largest move of one guided step, as a fraction of the "
-                                       "current noise level (root-mean-square over the latent). 0 = no limit "
-                                       "(the paper's step). Set it (e.g. 0.5) when guided images turn to noise, "
-                                       "blotches or flat colour: a too-large step throws the latent out of what "
-                                       "the model can denoise, most of all on Flux and SD3."),
+                                       "current noise level (root-mean-square over the latent); a longer step is "
+                                       "shortened. -1 = per model family: 0 (no limit, the paper's step) for "
+                                       "SD1.x / SD2.x / SDXL, 0.3 for Flux.1 and SD3. Lower it (0.05) when "
+                                       "guided images turn to noise, blotches or flat colour: the step threw "
+                                       "the latent out of what the model can denoise."),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL", tooltip="The guided model, for any sampler node."),
@@ -99,13 +100,13 @@ class PoSGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, model, relations, scale: float, guided_fraction: float, loss_scale: float,
                 smoothing: bool, attention_level: str, blocks: str = "auto", softmax: str = "text",
-                objective: str = "pos", max_step: float = 0.0) -> io.NodeOutput:
+                objective: str = "pos", max_step: float = -1.0) -> io.NodeOutput:
         relations = require_relations(relations)
-        if not max_step >= 0:
-            raise ValueError(f"max_step must be 0 (no limit) or more, got {max_step}")
         family = family_of(model)
         if loss_scale < 0:
             loss_scale = family.loss_scale
+        if max_step < 0:
+            max_step = family.max_step
         settings = psg_patch.Settings(scale=scale, fraction=guided_fraction, loss_scale=loss_scale,
                                       smoothing=smoothing, softmax=softmax, objective=objective,
                                       max_step=max_step)

@@ -377,8 +377,9 @@ def _guided_latent(run: Run, guider, x, timestep, model_options, step: int) -> t
         capped = guidance.cap_step(delta, float(sigma.reshape(-1)[0]), run.settings.max_step)
         if not torch.equal(capped, delta):
             run.capped.append(step)
-            run.note(f"PoS Guidance: max_step {run.settings.max_step:g} shortened guided steps (the first at step "
-                     f"{run.capped[0]}); raise it for a stronger push, if the images stay clean.", logging.INFO)
+            if len(run.capped) == 1:  # the log only: a capped step is the rule working, not a problem to show
+                log.info("PoS Guidance: max_step %g shortened guided steps (the first at step %d); raise it for a "
+                         "stronger push, if the images stay clean.", run.settings.max_step, step)
         x_new = x.float() + capped
     x_new = x_new.to(x.dtype)
     run.deltas[step] = (x_new - x).float().cpu()

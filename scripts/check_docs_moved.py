@@ -49,7 +49,15 @@ CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a sec
              "partly, relations, on which the effect is measured (guidance: 39 % -> 78.5 % relations on held-out":
              "the retrained checkpoint's figures (37.0 % -> 75.5 %, measured this round) in docs/limitations.md",
              "cases); it is synthetic and tiny, so its figures are not a claim about SD or Flux.":
-             "the same sentence, reworded around the new figures (docs/limitations.md)"}
+             "the same sentence, reworded around the new figures (docs/limitations.md)",
+             "| family | scale | guided_fraction | loss_scale (`-1`) | blocks (`auto`) | softmax |":
+             "the DiT defaults table gained a max_step column (docs/flux_sd3.md, issue 21)",
+             "| Flux.1 dev | 20 | 0.5 (14 of 28; Learn-to-Steer: 25 of 50) | 1000 | double 11, 12, 14, 17, 18 | text |":
+             "the same row with max_step 0.3 (docs/flux_sd3.md)",
+             "| Flux.1 schnell (4 steps) | 20 | 0.25 (step 0 only, as Learn-to-Steer) | 1000 | double 11, 12, 14, 17, 18 "
+             "| text |": "the same row with max_step 0.3 (docs/flux_sd3.md)",
+             "| SD3 / SD3.5 | 20 | 0.5 (20 of 40) | 1000 | per variant (above) | text |":
+             "the same row with max_step 0.3 (docs/flux_sd3.md)"}
 
 
 def sections(old: str) -> list[tuple[str, str]]:

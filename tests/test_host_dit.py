@@ -45,10 +45,11 @@ def run_sampler(host, model, cond, seed=0, steps=4, cfg=1.0, sampler="euler", sc
         return host.nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, pos, neg, latent)[0]["samples"]
 
 
-def guided(host, model, rels=None, scale=20.0, fraction=0.5, loss_scale=-1.0, blocks="auto", softmax="text"):
+def guided(host, model, rels=None, scale=20.0, fraction=0.5, loss_scale=-1.0, blocks="auto", softmax="text",
+           max_step=-1.0):
     with torch.inference_mode():
         return host.guidance.PoSGuidance.execute(model, rels or relations(), scale, fraction, loss_scale, True,
-                                                 "auto", blocks, softmax).result
+                                                 "auto", blocks, softmax, max_step=max_step).result
 
 
 def test_families_defaults_and_block_choice(host, dit):
@@ -169,7 +170,7 @@ def hand_delta(host, model, cond, kind, seed, steps, scale, loss_scale, chosen, 
 @pytest.mark.parametrize("kind", ["flux", "sd3"])
 def test_guided_step_equals_hand_computation(host, dit, kind):
     models, conds = dit
-    model, run = guided(host, models[kind], scale=20.0, loss_scale=1.0, blocks="0,1")
+    model, run = guided(host, models[kind], scale=20.0, loss_scale=1.0, blocks="0,1", max_step=0.0)  # paper's step
     run_sampler(host, model, conds[kind], seed=3, steps=2, cfg=CFG[kind])
     assert list(run.deltas) == [0]
     expect, loss = hand_delta(host, models[kind], conds[kind], kind, 3, 2, 20.0, 1.0, set(run.targets))
@@ -178,6 +179,24 @@ def test_guided_step_equals_hand_computation(host, dit, kind):
     assert float(expect.abs().max()) > 0
     assert torch.allclose(got, expect, rtol=2e-2, atol=2e-3 * float(expect.abs().max())), (
         float((got - expect).abs().max()), float(expect.abs().max()))
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_the_family_default_caps_each_guided_step_at_0_3_sigma(host, dit, kind):
+    """max_step -1 on Flux / SD3 is 0.3: every guided move's RMS is at most 0.3 x that step's sigma, and a
+    step the cap shortened keeps the uncapped step's direction."""
+    models, conds = dit
+    free_model, free = guided(host, models[kind], scale=20.0, blocks="0,1", max_step=0.0)
+    run_sampler(host, free_model, conds[kind], seed=3, steps=4, cfg=CFG[kind])
+    model, run = guided(host, models[kind], scale=20.0, blocks="0,1")
+    run_sampler(host, model, conds[kind], seed=3, steps=4, cfg=CFG[kind])
+    assert run.settings.max_step == 0.3 and sorted(run.deltas) == [0, 1]
+    sigmas = host.samplers.calculate_sigmas(models[kind].get_model_object("model_sampling"), "simple", 4)
+    for step, d in run.deltas.items():
+        assert float(d.pow(2).mean().sqrt()) <= 0.3 * float(sigmas[step]) * (1 + 1e-4)
+    d, f = run.deltas[0], free.deltas[0]  # step 0 starts from the same latent in both runs
+    assert 0 in run.capped, "the test's step must be long enough to be capped"
+    assert torch.allclose(d / d.norm(), f / f.norm(), atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["flux", "sd3"])

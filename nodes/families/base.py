@@ -51,6 +51,7 @@ class Family:
 
     name = ""
     loss_scale = 1.0  # default multiplier of the PoS loss (loss_scale = -1 on the node)
+    max_step = 0.0  # default step cap (max_step = -1 on the node); 0 = the paper's step, uncapped
     maps_most = 5  # "maps": at most this many candidates kept (pos_core.attention.pick_best)
 
     def __init__(self, model):

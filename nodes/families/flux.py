@@ -18,6 +18,9 @@ from .dit import MAPS, block_label, grad_capture, parse_blocks, scaled, sdpa, wi
 # Exploring MM-DiT (ICCV 2025): the five double blocks of FLUX.1-dev with the best text-image maps
 PUBLISHED_BLOCKS, PUBLISHED_DEPTH = [11, 12, 14, 17, 18], 19
 LOSS_SCALE = 1000.0  # as SDXL: deep transformer stacks give small attention gradients
+# each guided move at most this x sigma (RMS): at the loss scale above, the uncapped step threw the Flux testbed's
+# latents far out of range; 0.05 / 0.1 / 0.3 kept all in range there on validation, 0.3 the gentlest cap
+MAX_STEP = 0.3
 
 
 def _rope(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe):
@@ -83,6 +86,7 @@ class FluxFamily(Family):
 
     name = "flux"
     loss_scale = LOSS_SCALE
+    max_step = MAX_STEP
 
     def __init__(self, model):
         super().__init__(model)

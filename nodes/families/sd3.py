@@ -18,6 +18,9 @@ from .dit import MAPS, block_label, grad_capture, heads_view, parse_blocks, scal
 PUBLISHED = {"sd3-medium": ([4, 5, 7, 8, 9], 24), "sd3.5-medium": ([5, 7, 8, 9, 10], 24),
              "sd3.5-large": ([16, 18, 20, 21, 24], 38)}
 LOSS_SCALE = 1000.0  # as SDXL: deep transformer stacks give small attention gradients
+# each guided move at most this x sigma (RMS): at the loss scale above, the uncapped step threw the Flux testbed's
+# latents far out of range; 0.05 / 0.1 / 0.3 kept all in range there on validation, 0.3 the gentlest cap
+MAX_STEP = 0.3
 
 
 def variant(dm) -> str:
@@ -59,6 +62,7 @@ class SD3Family(Family):
 
     name = "sd3"
     loss_scale = LOSS_SCALE
+    max_step = MAX_STEP
 
     def __init__(self, model):
         super().__init__(model)
