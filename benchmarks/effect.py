@@ -680,6 +680,10 @@ def cmd_paired(args) -> int:
     if "rel_correct" in a[0]:
         cols.append(("rel_correct", "per-relation"))
     cols.append(("drawn", "objects drawn"))
+    if all("max_abs" in x for x in a + b):  # right with the latent in range (IN_RANGE), when both runs recorded it
+        for x in a + b:
+            x["correct_in_range"] = bool(x["correct"]) and x["max_abs"] <= IN_RANGE
+        cols.append(("correct_in_range", "right and in range"))
     out = {}
     for key, label in cols:
         m, lo, hi = paired([float(x[key]) for x in a], [float(x[key]) for x in b])
