@@ -129,3 +129,20 @@ def test_area_cond_maps_land_at_its_area(host, dit, kind):
     maps = run.maps[0]
     assert maps.shape == (1, 2, 8, 8)
     assert maps[..., :, :4].abs().max() == 0 and maps[..., :, 4:].abs().max() > 0
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_layout_style_object_prompts_on_percentage_areas(host, dit, kind):
+    """What PoS Layout from Relations gives: the whole prompt first, then object prompts on percentage areas
+    (left and right halves less a gap). Guided on the whole prompt; its maps cover the whole grid."""
+    import node_helpers
+
+    models, conds = dit
+    pos, neg = conds[kind]
+    rels = bound(pos)
+    m = 1 / 16
+    parts = [node_helpers.conditioning_set_values(_other(kind, seed), {"area": ("percentage", 1.0, 0.5 - m, 0.0, x),
+                                                                       "strength": 1.0, "set_area_to_bounds": False})
+             for seed, x in ((9, 0.0), (11, 0.5 + m))]
+    run = check(host, kind, models[kind], (pos + parts[0] + parts[1], neg), rels)
+    assert run.maps[0].shape == (1, 2, 8, 8) and bool((run.maps[0].abs().sum(dim=1) > 0).all())
