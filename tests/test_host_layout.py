@@ -115,6 +115,7 @@ def test_a_depth_relation_is_skipped_and_named(srv):
     ("a vase in front of a clock", {}, ["relations", "front", "PoS Guidance"]),
     (PROMPT, {"object_prompt": "a photo"}, ["object_prompt", "{object}"]),
     ("a cat to the left of a dog, and a dog to the left of the cat", {}, ["contradict"]),
+    ("a cat to the left of a dog, and the dog to the left of a cup", {"margin": 0.2}, ["margin", "smaller margin"]),
 ])
 def test_what_it_cannot_place_is_a_node_error_and_the_queue_keeps_working(srv, prompt, kw, words):
     r = srv.queue(graph(prompt, ["lay", 0], extra={"lay": layout_node(**kw)}))
@@ -125,4 +126,17 @@ def test_what_it_cannot_place_is_a_node_error_and_the_queue_keeps_working(srv, p
     for w in words:
         assert w in msg, msg[:3000]
     assert "PoSLayoutFromRelations" in msg
+    srv.run(graph(PROMPT, ["rel", 0]))  # the queue keeps working
+
+
+@pytest.mark.parametrize("node, name, value", [
+    ("lay", "margin", 0.5), ("lay", "strength", -1.0), ("lay", "width", 0), ("psg", "max_step", -5.0),
+])
+def test_out_of_range_widget_values_are_refused_naming_the_input(srv, node, name, value):
+    """Values outside an input's range never reach the node: ComfyUI refuses the prompt and names the input."""
+    g = graph(PROMPT, ["lay", 0], guided=True, extra={"lay": layout_node()})
+    g[node]["inputs"][name] = value
+    r = srv.queue(g)
+    assert "prompt_id" not in r, r
+    assert name in json.dumps(r.get("node_errors", r)), r
     srv.run(graph(PROMPT, ["rel", 0]))  # the queue keeps working
