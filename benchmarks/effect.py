@@ -198,7 +198,8 @@ def testbed_lora(model) -> Path:
 class Bench:
     """The testbed model and the pack's nodes, loaded once in-process."""
 
-    def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = "", lora_file: str = ""):
+    def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = "", lora_file: str = "",
+                 max_step: float = -1.0):
         import comfy_host
         import testbed
         import torch
@@ -222,7 +223,7 @@ class Bench:
                 self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file))
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
-        self.max_step = -1.0  # PoS Guidance's max_step (step rule; -1 = the family's default)
+        self.max_step = max_step  # PoS Guidance's max_step (step rule; -1 = the family's default)
         self._enc: dict[str, tuple] = {}
 
     def encode(self, prompt: str):
@@ -250,11 +251,8 @@ class Bench:
         from Prompt's CONDITIONING, so PoS Guidance on the model reads only it (nodes/conds.py).
         ConditioningSetAreaPercentage, not ConditioningSetArea: the latter's widgets stop at 64 px in steps
         of 8, which cannot draw a 56 px region of the 128 px testbed image; both set the same `area`."""
-        if len(rels.relations) == 1:  # two objects: the subject's and the object's side of the relation
-            r = rels.relations[0]
-            regions = dict(zip((r.subject, r.object), layout_regions(r.relation)))
-        else:  # three objects: each object's bands on the relations' axes (layout_regions_many)
-            regions = layout_regions_many([(r.subject, r.relation, r.object) for r in rels.relations])
+        # each object's bands on the relations' axes: one relation gives its two halves (layout_regions)
+        regions = layout_regions_many([(r.subject, r.relation, r.object) for r in rels.relations])
         nodes = self.nodes
         with self.torch.inference_mode():
             out = cond
@@ -393,6 +391,11 @@ def score_case(tb, latent, s: str, rel: str, o: str) -> dict:
     return r
 
 
+def right_in_range(row: dict) -> bool:
+    """A scored case that is right with its latent in range (max_abs <= IN_RANGE)."""
+    return bool(row["correct"]) and row["max_abs"] <= IN_RANGE
+
+
 def max_abs(tb, latent) -> float:
     """Largest |value| of a sampler LATENT in model space (stored * SCALE_FACTOR): in range if <= IN_RANGE."""
     return float((latent.float() * tb.SCALE_FACTOR).abs().max())
@@ -438,8 +441,7 @@ def cmd_eval(args) -> int:
         cmd_train(args)
     if args.lora and not Path(args.lora).is_file():
         sys.exit(f"effect.py: --lora {args.lora}: no such file")
-    bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora)
-    bench.max_step = args.max_step
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora, args.max_step)
     # validation: choosing a setting (a LoRA's weight), never the reported cases
     cases = cases_of(args.objects, args.n, validation=args.validation, seen=args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
@@ -521,7 +523,7 @@ def tune_scales(bench, way: str, grid: list[float], cases: list) -> dict[float, 
                           "object_accuracy": sum(r["drawn"] for r in rows) / len(rows),
                           "mean_pse": sum(float(r["pse"] or 0.0) for r in rows) / len(rows),
                           "in_range": sum(r["max_abs"] <= IN_RANGE for r in rows) / len(rows),
-                          "correct_in_range": sum(bool(r["correct"]) and r["max_abs"] <= IN_RANGE for r in rows) / len(rows)}
+                          "correct_in_range": sum(right_in_range(r) for r in rows) / len(rows)}
     return results
 
 
@@ -541,8 +543,7 @@ def cmd_tune(args) -> int:
     grid = [float(v) for v in args.grid.split(",") if v.strip()]
     if not grid:
         sys.exit("effect.py tune: --grid names no scale")
-    bench = Bench(ckpt, arch(args), args.blocks, args.patch)
-    bench.max_step = args.max_step
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch, max_step=args.max_step)
     results = tune_scales(bench, args.way, grid, cases)
     chosen = choose_scale(results, args.in_range)
     lines = [f"Tuning `{args.way}` on {len(cases)} {args.objects}-object validation cases ({args.val_pairs} pairs, noise seeds "
@@ -579,7 +580,7 @@ def summarize(rows: list[dict], secs: list[float], aligns: list[dict]) -> dict:
            "seconds_per_image": sum(secs) / len(secs), "n": len(rows)}
     if rows and all("max_abs" in r for r in rows):  # latents the model could have drawn (see IN_RANGE)
         out["in_range"] = bootstrap([float(r["max_abs"] <= IN_RANGE) for r in rows])
-        out["correct_in_range"] = bootstrap([float(r["correct"] and r["max_abs"] <= IN_RANGE) for r in rows])
+        out["correct_in_range"] = bootstrap([float(right_in_range(r)) for r in rows])
         out["max_abs_median"] = sorted(r["max_abs"] for r in rows)[len(rows) // 2]
     if rows and "rel_correct" in rows[0]:  # three objects: the fraction of a case's relations right
         out["per_relation"] = bootstrap([float(r["rel_correct"]) for r in rows])
@@ -682,7 +683,7 @@ def cmd_paired(args) -> int:
     cols.append(("drawn", "objects drawn"))
     if all("max_abs" in x for x in a + b):  # right with the latent in range (IN_RANGE), when both runs recorded it
         for x in a + b:
-            x["correct_in_range"] = bool(x["correct"]) and x["max_abs"] <= IN_RANGE
+            x["correct_in_range"] = right_in_range(x)
         cols.append(("correct_in_range", "right and in range"))
     out = {}
     for key, label in cols:

@@ -19,10 +19,9 @@ from pos_core import scenes
 RUNS = ((("unet", testbed.Config()),) if UNET else (("mixed", testbed.Config(three=0.5)), ("two-only", testbed.Config())))
 for cfgname, cfg in RUNS:
     if UNET:
-        b = effect.Bench(testbed.checkpoint_path(cfg), testbed)
-    else:
-        b = effect.Bench(testbed_flux.checkpoint_path(cfg), testbed_flux, "s0,s1")
-    b.max_step = 0.0  # the uncapped step (the paper's), as documented; Flux / SD3 now default to max_step 0.3
+        b = effect.Bench(testbed.checkpoint_path(cfg), testbed, max_step=0.0)
+    else:  # the uncapped step (the paper's), as documented; Flux / SD3 now default to max_step 0.3
+        b = effect.Bench(testbed_flux.checkpoint_path(cfg), testbed_flux, "s0,s1", max_step=0.0)
     for objects in ((2,) if UNET else (2, 3)):
         cases = effect.cases_of(objects, 10)
         for w in (("unguided", "psg@20", "psg@320") if UNET else ("unguided", "psg@5", "psg@20", "layout", "center@80")):

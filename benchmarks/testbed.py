@@ -262,13 +262,10 @@ def sample_batch(cfg: Config, caps: list, ctx: torch.Tensor, gen: torch.Generato
         i2 = torch.randint(0, len(two), (cfg.batch,), generator=gen)
         i3 = torch.randint(0, len(three), (cfg.batch,), generator=gen)
         idx = torch.tensor([three[j3] if p else two[j2] for p, j2, j3 in zip(pick3.tolist(), i2.tolist(), i3.tolist())])
-        x0 = torch.stack([scene3(*caps[i][1:], gen) if len(caps[i]) == 6
-                          else scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
-        c = ctx[idx].clone()
-        c[torch.rand(cfg.batch, generator=gen) < cfg.dropout] = ctx[-1]
-        return x0, c
-    idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
-    x0 = torch.stack([scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
+    else:
+        idx = torch.randint(0, len(caps), (cfg.batch,), generator=gen)
+    x0 = torch.stack([scene3(*caps[i][1:], gen) if len(caps[i]) == 6
+                      else scene(caps[i][1], caps[i][2], caps[i][3], gen, cfg.relation_noise) for i in idx.tolist()])
     c = ctx[idx].clone()
     c[torch.rand(cfg.batch, generator=gen) < cfg.dropout] = ctx[-1]
     return x0, c
