@@ -6,6 +6,7 @@ syntax (weights, escapes, embeddings) is blanked out first so spans stay offsets
 Also read: a comma or a relative clause between subject and phrase ("a bird, which is above a
 tree"), a pronoun object naming the noun the subject is attached to ("a table with a lamp above
 it"), and two objects placed by sides ("a cat on the left and a dog on the right": cat left of dog).
+After adjectives an -ing word belongs to the noun ("a blue sleeping bag"); after a noun it is a verb.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ _STOPS = set(
     "of with and or in on at to from for by into onto while but as near than like without "
     "within through across against toward towards around between among along via per "
     "wearing holding carrying eating playing looking watching reading using riding".split()
+)
+# Adjectives: after only these, an -ing word names a kind of the noun ("a white washing machine");
+# see `_is_adjective`, which also reads endings ("wooden", "striped", "colourful").
+_ADJECTIVES = set(
+    "red blue green yellow orange purple pink brown black white gray grey silver gold golden beige teal "
+    "cyan violet maroon navy turquoise crimson dark light pale bright colorful colourful striped spotted "
+    "small large big tiny huge giant little tall short long wide narrow thin thick fat round square flat "
+    "old new young ancient modern vintage antique retro wooden wood metal metallic plastic glass stone "
+    "leather wool woolen woollen cotton silk paper steel iron brass copper ceramic marble rubber "
+    "shiny fluffy fuzzy furry soft hard cute pretty beautiful ugly dirty clean empty full broken rusty "
+    "dusty muddy wet dry hot cold warm cozy cosy heavy electric portable cheap fancy plain simple "
+    "wild tame happy sad lazy busy quiet noisy fast slow".split()
 )
 _PRONOUNS = set("it them him her they he she us we you me itself themselves other others".split())
 # Object pronouns that name an earlier noun: "a table with a lamp above it"
@@ -197,6 +210,27 @@ def _is_verbish(word: str) -> bool:
     return word in _COPULAS or (word.endswith("ing") and len(word) > 4 and word not in _ING_NOUNS)
 
 
+def _is_adjective(word: str) -> bool:
+    """Whether `word` reads as an adjective: a known one ("blue", "dark-red") or by its ending ("striped")."""
+    last = word.rsplit("-", 1)[-1]
+    return last in _ADJECTIVES or (len(last) > 4 and last.endswith(("ed", "ful", "ous", "less")))
+
+
+def _ing_modifier(words, i: int, j: int, ceil: int) -> bool:
+    """Whether the -ing word `j` names a kind of the noun after it, with only adjectives from word `i`.
+
+    "a blue [sleeping] bag", "a small red [fishing] boat"; not "a dog [sleeping] on a mat".
+    """
+    w = words[j][0]
+    if not w.endswith("ing") or w in _COPULAS or w in _STOPS or j + 1 >= ceil:
+        return False
+    nxt = words[j + 1][0]
+    if (not nxt[0].isalnum() or nxt.isdigit() or _is_verbish(nxt)
+            or any(nxt in s for s in (_DETERMINERS, _STOPS, _COPULAS, _PRONOUNS, _PREPOSITIONS))):
+        return False
+    return all(_is_adjective(words[k][0]) for k in range(i, j))
+
+
 def _tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group().lower(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
 
@@ -236,7 +270,7 @@ def _np_left(words, end: int, floor: int, owner: bool = True) -> tuple[int, int]
             break
         i -= 1
     if i < stop and i - 2 >= floor and words[i - 1][0] == "of" and words[i - 2][0] in _CONTAINERS:
-        return _np_left(words, i - 1, floor)  # "a cup of coffee": the cup
+        return _np_left(words, i - 1, floor, owner)  # "a cup of coffee": the cup
     j = i - 1 if i - 1 >= floor and words[i - 1][0] in _DETERMINERS else i
     if owner and i < stop and j - 1 >= floor and words[j - 1][0] in ("with", "wearing", "holding", "carrying"):
         owner = _np_left(words, j - 1, floor)  # "a man with a hat left of ...": the man
@@ -260,8 +294,8 @@ def _np_right(words, start: int, ceil: int) -> tuple[int, int] | None:
         participle = j == i and j + 1 < ceil and words[j + 1][0][0].isalnum() and w.endswith("ed")
         if not w[0].isalnum() or w in _DETERMINERS or w in _STOPS or (w in _COPULAS and not participle):
             break
-        if j > i and _is_verbish(w):
-            break
+        if j > i and _is_verbish(w) and not _ing_modifier(words, i, j, ceil):
+            break  # "a dog sleeping": a verb; "a blue sleeping bag": a noun
         j += 1
     return (i, j) if i < j else None
 
@@ -307,6 +341,11 @@ def _antecedent(words, subj, last_end: int = -1) -> tuple[int, int] | None:
     j = subj[0]
     while j > 0 and (words[j - 1][0] in _DETERMINERS or words[j - 1][0].isdigit()):
         j -= 1
+    if j > 1 and words[j - 1][0] == "of":  # "a shelf with a row of books above it": past "a row of"
+        head = _np_left(words, j - 1, 0, owner=False)
+        j = head[0] if head is not None else j
+        while j > 0 and (words[j - 1][0] in _DETERMINERS or words[j - 1][0].isdigit()):
+            j -= 1
     if j == 0 or words[j - 1][0] not in _ATTACH:
         return None
     c = j - 1
