@@ -28,6 +28,7 @@ import torch
 
 import testbed
 from comfy_host import _init
+from dit_fixtures import flux_config
 
 FLUX = dict(image_model="flux", in_channels=4, out_channels=4, vec_in_dim=768, context_in_dim=768, hidden_size=128,
             mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[16, 24, 24], theta=10000,
@@ -47,7 +48,7 @@ def checkpoint_path(cfg: testbed.Config, cache: Path = testbed.CACHE) -> Path:
 
 def build(seed: int):
     """The Flux transformer, seeded; vector_in zeroed (the pooled vector stays unused)."""
-    model = PoSTestbedFlux(dict(FLUX)).get_model({}, device="cpu")
+    model = PoSTestbedFlux(flux_config(FLUX)).get_model({}, device="cpu")
     net = model.diffusion_model
     _init(net, torch.Generator().manual_seed(seed))
     with torch.no_grad():

@@ -96,9 +96,9 @@ def flux_vae() -> dict:
 def flux_dev() -> dict:
     """Flux.1-dev at its real width (3072, 24 heads; what detection assumes) with 1 double + 1 single block."""
     import comfy.supported_models
-    from dit_fixtures import FLUX_WIDE
+    from dit_fixtures import FLUX_WIDE, flux_config
 
-    conf = comfy.supported_models.Flux(dict(FLUX_WIDE, depth=1, depth_single_blocks=1, guidance_embed=True))
+    conf = comfy.supported_models.Flux(flux_config(dict(FLUX_WIDE, depth=1, depth_single_blocks=1, guidance_embed=True)))
     with torch.device("meta"):
         model = conf.get_model({}, device="meta")
     return _random(_shapes(model.diffusion_model), 15, torch.bfloat16)

@@ -17,6 +17,17 @@ FLUX_TINY = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim
 FLUX_WIDE = dict(FLUX_TINY, hidden_size=3072, num_heads=24, depth=2, depth_single_blocks=4, axes_dim=[16, 56, 56])
 
 
+def flux_config(cfg: dict) -> dict:
+    """A Flux.1 config for this ComfyUI's FluxParams: newer ComfyUI (0.33) added the required `txt_ids_dims`
+    (which text-id axes carry positions; [] for Flux.1, as its model detection sets), older ones lack it."""
+    import dataclasses
+
+    import comfy.ldm.flux.model
+
+    fields = {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+    return dict(cfg, txt_ids_dims=[]) if "txt_ids_dims" in fields and "txt_ids_dims" not in cfg else dict(cfg)
+
+
 def _patcher(model):
     import comfy.model_patcher
 
@@ -33,7 +44,7 @@ def flux(schnell: bool = False, wide: bool = False, seed: int = 0, dtype: torch.
     cfg = dict(FLUX_WIDE if wide else FLUX_TINY, **over)
     cls = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
     cfg["guidance_embed"] = not schnell
-    conf = cls(cfg)
+    conf = cls(flux_config(cfg))
     fp8 = dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
     conf.set_inference_dtype(dtype, torch.float32 if fp8 else None)
     model = conf.get_model({}, device="cpu")

@@ -9,7 +9,9 @@ source scripts/venv.sh
 pos_venv
 if [ -n "${COMFYUI_PATH:-}" ]; then
   pos_venv_comfyui requests playwright
-  # ComfyUI-Manager's own installer is exercised where COMFYUI_MANAGER_PATH names a checkout of it
+  # ComfyUI-Manager as users get it: the package the checkout pins (ComfyUI 0.33 and newer, with its
+  # cm-cli); an older checkout's Manager is exercised where COMFYUI_MANAGER_PATH names a git checkout
+  [ ! -f "$COMFYUI_PATH/manager_requirements.txt" ] || pos_pip -r "$COMFYUI_PATH/manager_requirements.txt"
   [ -z "${COMFYUI_MANAGER_PATH:-}" ] || pos_pip -r "$COMFYUI_MANAGER_PATH/requirements.txt"
   # the real-browser test drives Debian's Chromium (no browser download); it skips without one
   command -v chromium >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
