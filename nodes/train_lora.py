@@ -109,6 +109,33 @@ def triplet_relations(caption: str, rows: list[dict], where: str) -> list[Relati
     return rels
 
 
+def single(value):
+    """A widget's value from an input list (is_input_list gives [value]; a value passed directly stays)."""
+    return value[0] if isinstance(value, list) and value else value
+
+
+def dataset_latents(latents) -> dict:
+    """One LATENT of all training images from Make Training Dataset's list (one latent per image, ComfyUI
+    0.33+) or one batched LATENT (VAE Encode, 0.3.x); ValueError naming `latents` for mixed sizes."""
+    items = latents if isinstance(latents, list) else [latents]
+    samples = [x["samples"] for x in items]
+    if not samples:
+        raise ValueError("latents is empty: connect the training images' latents")
+    shapes = sorted({tuple(x.shape[1:]) for x in samples})
+    if len(shapes) > 1:
+        raise ValueError(f"latents: the training images have {len(shapes)} different sizes ({shapes[:3]}...): resize "
+                         "them to one size before encoding (for example Upscale Image with crop center)")
+    return {"samples": torch.cat(samples)}
+
+
+def dataset_conditioning(positive) -> list:
+    """The CONDITIONING entries, one per image: a list of conditionings (0.33+) flattened, one kept as is."""
+    if isinstance(positive, list) and positive and isinstance(positive[0], list) and positive[0] and \
+            isinstance(positive[0][0], list):
+        return [entry for cond in positive for entry in cond]
+    return positive
+
+
 @dataclass
 class Capture:
     """Head-mean attention of the chosen level's layers, recorded during the training forward only."""
@@ -309,6 +336,7 @@ class PoSTrainLoRA(io.ComfyNode):
             display_name="PoS Train LoRA",
             category=CATEGORY,
             is_experimental=True,
+            is_input_list=True,  # as Train LoRA: the dataset nodes of ComfyUI 0.33+ give one latent per image
             description="ComfyUI's LoRA training with the PoS loss of each caption's relations added on the "
                         "attention maps of the same forward pass: a LoRA that draws relations right without "
                         "PoS Guidance at sampling time. SD1.x, SD2.x, SDXL (cross-attention), Flux.1 and "
@@ -316,10 +344,12 @@ class PoSTrainLoRA(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model to train the LoRA on (SD1.x, SD2.x, SDXL, Flux.1, SD3 / "
                                                  "SD3.5)."),
-                io.Latent.Input("latents", tooltip="The training images as latents (VAE Encode of Load Image and "
-                                                   "Text Dataset from Folder's IMAGE)."),
-                io.Conditioning.Input("positive", tooltip="Their captions, encoded: the dataset loader's "
-                                                          "CONDITIONING, one per latent, in the same order."),
+                io.Latent.Input("latents", tooltip="The training images as latents: Make Training Dataset's latents "
+                                                   "(ComfyUI 0.33+), or VAE Encode of the dataset loader's IMAGE "
+                                                   "(0.3.x). All the same size."),
+                io.Conditioning.Input("positive", tooltip="Their captions, encoded, one per latent in the same order: "
+                                                          "Make Training Dataset's conditioning (0.33+), or the "
+                                                          "dataset loader's CONDITIONING (0.3.x)."),
                 io.Clip.Input("clip", tooltip="The CLIP that encoded the captions: finds each object's tokens."),
                 io.String.Input("dataset_folder", default="",
                                 tooltip="The folder the dataset loader read (SR4G Spatial Captions' folder output, "
@@ -392,6 +422,15 @@ class PoSTrainLoRA(io.ComfyNode):
                 batch_size, grad_accumulation_steps, steps, learning_rate, rank, optimizer, loss_function, seed,
                 training_dtype, lora_dtype, algorithm, gradient_checkpointing, blocks="auto",
                 softmax="text") -> io.NodeOutput:
+        # every input arrives as a list (is_input_list): the widgets' single values, the dataset's items
+        (model, clip, dataset_folder, captions, pos_weight, pos_noise_levels, attention_level, batch_size,
+         grad_accumulation_steps, steps, learning_rate, rank, optimizer, loss_function, seed, training_dtype,
+         lora_dtype, algorithm, gradient_checkpointing, blocks, softmax) = (
+            single(v) for v in (model, clip, dataset_folder, captions, pos_weight, pos_noise_levels, attention_level,
+                                batch_size, grad_accumulation_steps, steps, learning_rate, rank, optimizer,
+                                loss_function, seed, training_dtype, lora_dtype, algorithm, gradient_checkpointing,
+                                blocks, softmax))
+        latents, positive = dataset_latents(latents), dataset_conditioning(positive)
         nodes_train, adapter_maps = comfy_training()
         try:
             family = family_of(model)

@@ -169,22 +169,62 @@ def sr4g_captions(split, relations="all", max_pairs=1000, max_per_image=2):
         "max_per_image": max_per_image, "split_seed": 0, "min_area": 0.02}}
 
 
+# ComfyUI renamed its training nodes after 0.3.x: the LoRA-training workflows are written for the running
+# server's names (LEGACY on a 0.3.x server, which writes them to workflows/comfyui-0.3/)
+LEGACY = False
+
+
+def dataset(folder, size=512):
+    """ComfyUI's dataset nodes -> {node id: node}, latents, positive. 0.33+: Load Image-Text (from Folder) ->
+    Upscale Image (center crop, one size for the whole batch) -> Make Training Dataset; 0.3.x: Load Image and
+    Text Dataset from Folder (resize, CLIP) -> VAE Encode."""
+    if LEGACY:
+        return {"3": {"class_type": "LoadImageTextSetFromFolderNode", "inputs": {
+                    "folder": list(folder), "clip": ["1", 1], "resize_method": "Stretch", "width": size, "height": size}},
+                "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}}}, ("4", 0), ("3", 1)
+    return {"3": {"class_type": "LoadImageTextDataSetFromFolder", "inputs": {"folder": list(folder)}},
+            "31": {"class_type": "ImageScale", "inputs": {"image": ["3", 0], "upscale_method": "lanczos", "width": size,
+                                                          "height": size, "crop": "center"}},
+            "4": {"class_type": "MakeTrainingDataset", "inputs": {"images": ["31", 0], "vae": ["1", 2],
+                                                                  "clip": ["1", 1], "texts": ["3", 1]}}}, ("4", 0), ("4", 1)
+
+
+def train_lora(latents, positive, steps):
+    """ComfyUI's Train LoRA with SD1.5 settings (the inputs the running version has)."""
+    inputs = {"model": ["1", 0], "latents": list(latents), "positive": list(positive), "batch_size": 1,
+              "grad_accumulation_steps": 1, "steps": steps, "learning_rate": 0.0001, "rank": 8, "optimizer": "AdamW",
+              "loss_function": "MSE", "seed": 0, "training_dtype": "bf16", "lora_dtype": "bf16", "algorithm": "LoRA",
+              "gradient_checkpointing": True, "existing_lora": "[None]"}
+    if not LEGACY:
+        inputs.update(quantized_backward=False, checkpoint_depth=1, offloading=False, bucket_mode=False,
+                      bypass_mode=False)
+    return {"class_type": "TrainLoraNode", "inputs": inputs}
+
+
+def trained(node: str, pos: bool = False) -> dict:
+    """Output links of a training node: Train LoRA lost its MODEL output after 0.3.x (lora, loss, steps);
+    PoS Train LoRA keeps (model, lora, loss, steps, ...) on every version."""
+    first = 0 if pos or LEGACY else -1
+    return {name: [node, first + i] for i, name in enumerate(("lora", "loss", "steps"), start=1)}
+
+
+def save_lora(node, prefix, pos=False):
+    """Save LoRA Weights (SaveLoRA since 0.3.x's SaveLoRANode)."""
+    out = trained(node, pos)
+    return {"class_type": "SaveLoRANode" if LEGACY else "SaveLoRA",
+            "inputs": {"lora": out["lora"], "prefix": prefix, "steps": out["steps"]}}
+
+
 def sr4g_lora_training():
-    """SR4G captions -> ComfyUI's own dataset loader, VAE encode, Train LoRA -> Save LoRA (+ loss graph)."""
+    """SR4G captions -> ComfyUI's own dataset nodes -> Train LoRA -> Save LoRA (+ loss graph)."""
+    nodes, latents, positive = dataset(("2", 0))
     return {
         "1": loader(SD15),
         "2": sr4g_captions("train"),
-        "3": {"class_type": "LoadImageTextSetFromFolderNode", "inputs": {
-            "folder": ["2", 0], "clip": ["1", 1], "resize_method": "Stretch", "width": 512, "height": 512}},
-        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
-        "5": {"class_type": "TrainLoraNode", "inputs": {
-            "model": ["1", 0], "latents": ["4", 0], "positive": ["3", 1], "batch_size": 1,
-            "grad_accumulation_steps": 1, "steps": 2000, "learning_rate": 0.0001, "rank": 8, "optimizer": "AdamW",
-            "loss_function": "MSE", "seed": 0, "training_dtype": "bf16", "lora_dtype": "bf16", "algorithm": "LoRA",
-            "gradient_checkpointing": True, "existing_lora": "[None]"}},
-        "6": {"class_type": "SaveLoRANode", "inputs": {"lora": ["5", 1], "prefix": "loras/sr4g_lora",
-                                                        "steps": ["5", 3]}},
-        "7": {"class_type": "LossGraphNode", "inputs": {"loss": ["5", 2], "filename_prefix": "sr4g_loss"}},
+        **nodes,
+        "5": train_lora(latents, positive, 2000),
+        "6": save_lora("5", "loras/sr4g_lora"),
+        "7": {"class_type": "LossGraphNode", "inputs": {"loss": trained("5")["loss"], "filename_prefix": "sr4g_loss"}},
     }
 
 
@@ -202,14 +242,13 @@ def pos_lora_node(model, latents, positive, clip, folder, steps, weight=1.0):
 def sr4g_pos_lora_training():
     """SR4G captions (left / right / above / below) -> dataset -> PoS Train LoRA -> Save LoRA, with the
     two-part loss graph: a LoRA that draws the captions' relations right without guidance."""
-    train = sr4g_lora_training()
+    nodes, latents, positive = dataset(("2", 0))
     return {
         "1": loader(SD15),
         "2": sr4g_captions("train", "left of, right of, above, below"),
-        "3": train["3"], "4": train["4"],
-        "5": pos_lora_node(("1", 0), ("4", 0), ("3", 1), ("1", 1), ("2", 0), 2000),
-        "6": {"class_type": "SaveLoRANode", "inputs": {"lora": ["5", 1], "prefix": "loras/sr4g_pos_lora",
-                                                        "steps": ["5", 3]}},
+        **nodes,
+        "5": pos_lora_node(("1", 0), latents, positive, ("1", 1), ("2", 0), 2000),
+        "6": save_lora("5", "loras/sr4g_pos_lora", pos=True),
         "7": {"class_type": "LossGraphNode", "inputs": {"loss": ["5", 2], "filename_prefix": "sr4g_pos_loss"}},
         "8": {"class_type": "PreviewImage", "inputs": {"images": ["5", 4]}},
     }
@@ -223,16 +262,19 @@ def sr4g_benchmark():
     projective = "left of, right of, above, below"
     g = common(SD15, 512)
     g["2"] = relations(text=["30", 1])
-    train = sr4g_lora_training()
+    nodes, latents, positive = dataset(("32", 0))
+    ids = {"3": "33", "31": "331", "4": "34"}  # the dataset nodes under ids of their own in this graph
+    for old, node in nodes.items():
+        node["inputs"] = {k: [ids.get(v[0], v[0]), v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+        g[ids[old]] = node
+    latents, positive = (ids[latents[0]], latents[1]), (ids[positive[0]], positive[1])
     g.update({
         "30": sr4g_captions("test_unseen", projective, max_pairs=50),
         "32": sr4g_captions("train", projective),
-        "33": dict(train["3"], inputs=dict(train["3"]["inputs"], folder=["32", 0])),
-        "34": dict(train["4"], inputs=dict(train["4"]["inputs"], pixels=["33", 0])),
-        "35": dict(train["5"], inputs=dict(train["5"]["inputs"], latents=["34", 0], positive=["33", 1], steps=500)),
-        "36": {"class_type": "LoraModelLoader", "inputs": {"model": ["1", 0], "lora": ["35", 1],
+        "35": train_lora(latents, positive, 500),
+        "36": {"class_type": "LoraModelLoader", "inputs": {"model": ["1", 0], "lora": trained("35")["lora"],
                                                            "strength_model": 1.0}},
-        "37": pos_lora_node(("1", 0), ("34", 0), ("33", 1), ("1", 1), ("32", 0), 500),
+        "37": pos_lora_node(("1", 0), latents, positive, ("1", 1), ("32", 0), 500),
         "38": {"class_type": "LoraModelLoader", "inputs": {"model": ["1", 0], "lora": ["37", 1],
                                                            "strength_model": 1.0}},
         "14": ksampler(("38", 0)),
@@ -305,23 +347,25 @@ def psg_sd35():
     }, ("1", 2), 40, 4.5, "sgm_uniform", ("2", 0))
 
 
+LEGACY_FOLDER = "comfyui-0.3"
+RENAMED_NODES = ("sr4g_lora_training", "sr4g_pos_lora_training", "sr4g_benchmark")  # stock training nodes renamed
 WORKFLOWS = {
-    "pos_psg_sd15": (psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
-    "pos_psg_sdxl": (psg(SDXL, 1024, 5.0, 0.2), {"4": "PoS Guidance (PSG): first 10 of 50 steps, loss x1000"}),
-    "pos_seed_search": (seed_search(), {}),
-    "pos_score_images": (score_images(), {"21": "PoS Score (PSE) of a loaded image"}),
-    "pos_guided_vs_unguided": (guided_vs_unguided(), {"9": "Guided: attention", "13": "Unguided: attention"}),
-    "pos_layout_vs_psg": (layout_vs_psg(), {"30": "PoS Layout from Relations: each object on its side",
+    "pos_psg_sd15": (lambda: psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
+    "pos_psg_sdxl": (lambda: psg(SDXL, 1024, 5.0, 0.2), {"4": "PoS Guidance (PSG): first 10 of 50 steps, loss x1000"}),
+    "pos_seed_search": (seed_search, {}),
+    "pos_score_images": (score_images, {"21": "PoS Score (PSE) of a loaded image"}),
+    "pos_guided_vs_unguided": (guided_vs_unguided, {"9": "Guided: attention", "13": "Unguided: attention"}),
+    "pos_layout_vs_psg": (layout_vs_psg, {"30": "PoS Layout from Relations: each object on its side",
                                             "8": "PoS Guidance", "35": "Layout (no guidance)",
                                             "36": "Layout + PoS Guidance"}),
-    "pos_psg_flux_dev": (psg_flux_dev(), {"4": "PoS Guidance (PSG): Flux.1 dev, first 14 of 28 steps",
+    "pos_psg_flux_dev": (psg_flux_dev, {"4": "PoS Guidance (PSG): Flux.1 dev, first 14 of 28 steps",
                                            "16": "FluxGuidance (distilled guidance; cfg stays 1)"}),
-    "pos_psg_sd35": (psg_sd35(), {"4": "PoS Guidance (PSG): SD3.5, first 20 of 40 steps"}),
-    "sr4g_lora_training": (sr4g_lora_training(), {"2": "SR4G Spatial Captions: train split -> input/sr4g_train"}),
-    "sr4g_pos_lora_training": (sr4g_pos_lora_training(), {
+    "pos_psg_sd35": (psg_sd35, {"4": "PoS Guidance (PSG): SD3.5, first 20 of 40 steps"}),
+    "sr4g_lora_training": (sr4g_lora_training, {"2": "SR4G Spatial Captions: train split -> input/sr4g_train"}),
+    "sr4g_pos_lora_training": (sr4g_pos_lora_training, {
         "2": "SR4G Spatial Captions: train split, left / right / above / below",
         "5": "PoS Train LoRA: diffusion + PoS loss", "8": "Loss: diffusion and PoS parts"}),
-    "sr4g_benchmark": (sr4g_benchmark(), {"21": "Base model: PSE / VISOR", "22": "With the SR4G LoRA: PSE / VISOR",
+    "sr4g_benchmark": (sr4g_benchmark, {"21": "Base model: PSE / VISOR", "22": "With the SR4G LoRA: PSE / VISOR",
                                           "23": "With PoS Guidance: PSE / VISOR",
                                           "24": "With the PoS LoRA: PSE / VISOR",
                                           "35": "Train LoRA on SR4G train captions (cached between runs)",
@@ -387,11 +431,19 @@ def main() -> None:
     import comfy_host
     from workflow_format import api_to_ui
 
-    with tempfile.TemporaryDirectory() as base, comfy_host.server(Path(os.environ["COMFYUI_PATH"]), Path(base)) as srv:
+    global LEGACY
+    comfyui = Path(os.environ["COMFYUI_PATH"])
+    LEGACY = comfy_host.comfyui_version(comfyui) < (0, 4)
+    with tempfile.TemporaryDirectory() as base, comfy_host.server(comfyui, Path(base)) as srv:
         info = srv.get("/object_info")
-    out = ROOT / "workflows"
+    # the current ComfyUI writes every workflow; a 0.3.x one only those whose stock nodes were renamed since,
+    # into a folder the template browser does not list (its workflows load there by drag and drop)
+    out = ROOT / "workflows" / LEGACY_FOLDER if LEGACY else ROOT / "workflows"
     out.mkdir(exist_ok=True)
-    for name, (graph, titles) in WORKFLOWS.items():
+    for name, (build, titles) in WORKFLOWS.items():
+        if LEGACY and name not in RENAMED_NODES:
+            continue
+        graph = build()
         workflow = arrange(add_model_links(api_to_ui(graph, info, titles)), info)
         (out / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
         print("wrote", out / f"{name}.json")

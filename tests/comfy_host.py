@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from workflow_format import comfyui_version  # noqa: F401  (the checkout's version, for tests and scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("POS_TEST_CACHE", Path.home() / ".cache" / "pos_spatial_tests"))
 FIXTURE = "pos_random_sd15.safetensors"

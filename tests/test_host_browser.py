@@ -153,7 +153,7 @@ def test_workflow_loads_without_missing_nodes_and_runs(browser_page, path):
     page.wait_for_timeout(2500)
     shot = ARTIFACTS / f"{path.stem}.png"
     page.screenshot(path=str(shot))
-    if os.environ.get("POS_UPDATE_PREVIEWS"):
+    if os.environ.get("POS_UPDATE_PREVIEWS") and path.parent.name == "workflows":  # not the comfyui-0.3/ variants
         update_picture(shot, path.with_suffix(".jpg"))
         if path.stem == "pos_psg_sd15":
             update_picture(shot, ROOT / "docs" / "psg_workflow.jpg", (1275, 750))
@@ -169,9 +169,8 @@ def update_picture(src: Path, dst: Path, size=(850, 500)) -> None:
 
 # ------------------------------------------------------------------------ node help pages (docs panel)
 
-HELP_NODES = ["PoSRelationsFromPrompt", "PoSRelation", "PoSGuidance", "PoSAttentionCapture", "PoSAttentionMaps",
-              "PoSDetectorLoader", "PoSDepthLoader", "PoSScore", "PoSSeedSearch", "SR4GSpatialCaptions",
-              "PoSLayoutFromRelations"]
+# every help page (test_node_docs.py: one per node, named by its id)
+HELP_NODES = sorted(p.stem for p in (ROOT / "web" / "docs").glob("*.md"))
 HELP_PREVIEWS = {"PoSGuidance": "help_guidance.jpg", "PoSScore": "help_score.jpg"}
 
 

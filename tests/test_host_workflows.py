@@ -14,9 +14,10 @@ from PIL import Image
 import comfy_host
 import dit_files
 from test_host_sr4g import install_coco, shrink_sr4g
-from workflow_format import ui_to_api
+from workflow_format import host_version, shipped_workflows, ui_to_api
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+# the set the ComfyUI under test loads (0.3.x: the comfyui-0.3/ variants of the training workflows)
+WORKFLOWS = shipped_workflows(host_version() or (1000,))
 # Flux and SD3.5 workflows load stock files by their official names: random files under those names
 # (dit_files.py; T5-XXL is full size, 4.8 GB, built once into the test cache) are linked in when one runs.
 DIT = {"pos_psg_flux_dev", "pos_psg_sd35"}

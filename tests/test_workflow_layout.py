@@ -9,7 +9,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+from workflow_format import shipped_workflows
+
+WORKFLOWS = shipped_workflows()  # both sets: the current ComfyUI's and the comfyui-0.3/ variants
 
 # the front end's LiteGraph.NODE_TITLE_HEIGHT: a node's title bar is drawn above its `pos`
 TITLE_HEIGHT = 30
@@ -48,7 +50,7 @@ def test_there_are_workflows():
     assert len(WORKFLOWS) >= 5
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.relative_to(p.parents[1]).as_posix() if p.parent.name != "workflows" else p.stem for p in WORKFLOWS])
 def test_no_node_overlaps_another(path):
     workflow = json.loads(path.read_text())
     assert overlaps(workflow) == [], f"{path.name}: overlapping nodes (title bars included)"
@@ -65,7 +67,7 @@ def test_the_overlap_check_sees_title_bars_and_bodies():
     assert overlaps(wf(([0, 0], [100, 100]), ([100, 0], [100, 100]))) == []
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.relative_to(p.parents[1]).as_posix() if p.parent.name != "workflows" else p.stem for p in WORKFLOWS])
 def test_every_loader_node_links_its_model(path):
     workflow = json.loads(path.read_text())
     loaders = [n for n in workflow["nodes"] if n["type"] in LOADERS or model_files(n)]

@@ -12,4 +12,38 @@ if _ROOT not in sys.path:
 
 from pos_core.comfy_client import WIDGET_TYPES, api_to_ui, is_widget, ui_to_api  # noqa: E402
 
-__all__ = ["WIDGET_TYPES", "api_to_ui", "is_widget", "ui_to_api"]
+__all__ = ["WIDGET_TYPES", "api_to_ui", "is_widget", "shipped_workflows", "ui_to_api", "LEGACY_FOLDER"]
+
+WORKFLOWS_DIR = Path(_ROOT) / "workflows"
+# ComfyUI 0.3.x variants of the workflows whose stock nodes were renamed since (scripts/build_workflows.py)
+LEGACY_FOLDER = "comfyui-0.3"
+
+
+def shipped_workflows(version: tuple[int, ...] | None = None) -> list[Path]:
+    """The workflows a ComfyUI of `version` loads: workflows/*.json, with the comfyui-0.3/ variant in place of
+    a workflow that has one on 0.3.x; None = every shipped file (both sets), for file-level checks."""
+    top = sorted(WORKFLOWS_DIR.glob("*.json"))
+    legacy = sorted((WORKFLOWS_DIR / LEGACY_FOLDER).glob("*.json"))
+    if version is None:
+        return top + legacy
+    if version >= (0, 4):
+        return top
+    old = {p.stem: p for p in legacy}
+    return [old.get(p.stem, p) for p in top]
+
+
+def comfyui_version(path: str | Path) -> tuple[int, ...]:
+    """The version of the ComfyUI checkout at `path` (its comfyui_version.py), e.g. (0, 33, 0); (0,) if none."""
+    import re
+
+    f = Path(path) / "comfyui_version.py"
+    m = re.search(r'__version__\s*=\s*"([\d.]+)', f.read_text()) if f.exists() else None
+    return tuple(int(x) for x in m.group(1).split(".")) if m else (0,)
+
+
+def host_version() -> tuple[int, ...] | None:
+    """The version of the ComfyUI checkout at $COMFYUI_PATH (None where it is unset)."""
+    import os
+
+    path = os.environ.get("COMFYUI_PATH")
+    return comfyui_version(path) if path else None
