@@ -189,9 +189,9 @@ class Server:
 
 @contextlib.contextmanager
 def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: dict | None = None,
-           link_pack: bool = True, env: dict | None = None):
-    """Start `main.py --cpu` with a base directory holding this pack and the fixture (and `pos_models`:
-    name -> folder, linked into models/pos_models); stop after."""
+           link_pack: bool = True, env: dict | None = None, args: tuple[str, ...] = ()):
+    """Start `main.py --cpu` (plus `args`) with a base directory holding this pack and the fixture (and
+    `pos_models`: name -> folder, linked into models/pos_models); stop after."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / "pos-spatial"
     if link_pack and not link.exists():
@@ -210,7 +210,7 @@ def server(comfyui: Path, base: Path, python: str = sys.executable, pos_models: 
     log = base / "comfyui.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
-           str(base), "--disable-auto-launch", "--dont-print-server"]
+           str(base), "--disable-auto-launch", "--dont-print-server", *args]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=comfyui, stdout=f, stderr=subprocess.STDOUT, env=env)
     srv = Server(comfyui, base, port, proc, log)

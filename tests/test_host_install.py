@@ -4,6 +4,7 @@ throwaway venv on top of the test venv (throwaway_venv), never into the venv lat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -121,45 +122,97 @@ def test_clone_install_and_load(comfyui_path, tmp_path):
     assert float(times[0][0]) < 1.0, f"import took {times[0][0]} s"
 
 
-def test_comfyui_manager_installs_from_a_git_url(comfyui_path, tmp_path):
-    """ComfyUI-Manager's own cm-cli installs the pack from a git URL (served on loopback), clone and
-    requirements included; the copy of ComfyUI it installed into then loads the pack."""
-    import os
-    import shutil
+@contextlib.contextmanager
+def served_pack(tmp_path: Path):
+    """This repository's committed HEAD as a bare git repository served over http on loopback (what a user's
+    Manager clones from a git URL); yields its URL."""
     import socket
     import threading
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    import pytest
-
-    manager = os.environ.get("COMFYUI_MANAGER_PATH")
-    if not manager:
-        pytest.skip("set COMFYUI_MANAGER_PATH to a ComfyUI-Manager checkout to run it")
     srv_dir = tmp_path / "git"
     srv_dir.mkdir()
     bare = srv_dir / "comfyui-pos-spatial.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(bare)], check=True)
     subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
-    comfy = tmp_path / "ComfyUI"
-    shutil.copytree(comfyui_path, comfy, ignore=shutil.ignore_patterns(".git", "custom_nodes", "output", "input"))
-    (comfy / "custom_nodes").mkdir()
-    shutil.copytree(manager, comfy / "custom_nodes" / "comfyui-manager", ignore=shutil.ignore_patterns(".git"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     httpd = ThreadingHTTPServer(("127.0.0.1", port), partial(SimpleHTTPRequestHandler, directory=str(srv_dir)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    before = installed()
-    py = throwaway_venv(tmp_path / "venv")  # the Manager pins numpy<2: into this venv, not the test venv
     try:
-        env = dict(os.environ, COMFYUI_PATH=str(comfy), VIRTUAL_ENV=str(tmp_path / "venv"))
-        env.pop("CONDA_PREFIX", None)
-        r = subprocess.run([py, "custom_nodes/comfyui-manager/cm-cli.py", "install",
-                            f"http://127.0.0.1:{port}/comfyui-pos-spatial.git"], cwd=comfy, env=env,
-                           capture_output=True, text=True, timeout=600)
+        yield f"http://127.0.0.1:{port}/comfyui-pos-spatial.git"
     finally:
         httpd.shutdown()
+
+
+def comfy_copy(comfyui_path: Path, tmp_path: Path) -> Path:
+    """A copy of the ComfyUI checkout with an empty custom_nodes/, as a user's install has."""
+    comfy = tmp_path / "ComfyUI"
+    shutil.copytree(comfyui_path, comfy, ignore=shutil.ignore_patterns(".git", "custom_nodes", "output", "input"))
+    (comfy / "custom_nodes").mkdir()
+    return comfy
+
+
+def test_comfyui_manager_package_installs_from_a_git_url(comfyui_path, tmp_path):
+    """ComfyUI 0.33+: the comfyui_manager package the checkout pins (manager_requirements.txt, installed by
+    tests/run.sh from the package registry) installs the pack with its cm-cli from a git URL served on
+    loopback; ComfyUI started with --enable-manager loads it, and the Manager lists it as installed."""
+    import os
+
+    import pytest
+
+    pin = comfyui_path / "manager_requirements.txt"
+    if not pin.exists():
+        pytest.skip(f"ComfyUI {'.'.join(map(str, comfy_host.comfyui_version(comfyui_path)))} has no Manager "
+                    "package (manager_requirements.txt): its Manager is a git checkout (COMFYUI_MANAGER_PATH)")
+    want = pin.read_text().split("==")[1].strip() if "==" in pin.read_text() else None
+    got = installed().get("comfyui_manager") or installed().get("comfyui-manager")
+    assert got and (want is None or got == want), f"comfyui_manager {got} in the test venv; the checkout pins {want}"
+    comfy = comfy_copy(comfyui_path, tmp_path)
+    before = installed()
+    py = throwaway_venv(tmp_path / "venv")  # the Manager pip-installs the pack's requirements: into this venv
+    with served_pack(tmp_path) as url:
+        env = dict(os.environ, COMFYUI_PATH=str(comfy), VIRTUAL_ENV=str(tmp_path / "venv"))
+        env.pop("CONDA_PREFIX", None)
+        # cm-cli as `python -m cm_cli` of the throwaway venv: the console script would run the test venv's python
+        r = subprocess.run([py, "-m", "cm_cli", "install", url], cwd=comfy, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert r.returncode == 0 and "[INSTALLED]" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (comfy / "custom_nodes" / "comfyui-pos-spatial" / "__init__.py").exists()
+    assert installed() == before, "the Manager's install changed the test venv"
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with comfy_host.server(comfy, comfy, python=py, link_pack=False, env=offline, args=("--enable-manager",)) as srv:
+        nodes = srv.get("/object_info")
+        listed = srv.get("/v2/customnode/installed")
+        log = srv.log.read_text()
+    assert "PoSGuidance" in nodes, "the pack the Manager installed loads"
+    assert "ComfyUI-Manager" in log or "comfyui_manager" in log.lower(), "the Manager started (--enable-manager)"
+    names = json.dumps(listed).lower()
+    assert "comfyui-pos-spatial" in names, f"the Manager lists the pack as installed: {names[:2000]}"
+
+
+def test_comfyui_manager_installs_from_a_git_url(comfyui_path, tmp_path):
+    """ComfyUI 0.3.x: ComfyUI-Manager's own cm-cli (a git checkout, COMFYUI_MANAGER_PATH) installs the pack
+    from a git URL (served on loopback), clone and requirements included; that ComfyUI then loads the pack."""
+    import os
+
+    import pytest
+
+    manager = os.environ.get("COMFYUI_MANAGER_PATH")
+    if not manager:
+        pytest.skip("set COMFYUI_MANAGER_PATH to a ComfyUI-Manager checkout to run it (ComfyUI 0.33+ is tested "
+                    "with its Manager package instead)")
+    comfy = comfy_copy(comfyui_path, tmp_path)
+    shutil.copytree(manager, comfy / "custom_nodes" / "comfyui-manager", ignore=shutil.ignore_patterns(".git"))
+    before = installed()
+    py = throwaway_venv(tmp_path / "venv")  # the Manager pins numpy<2: into this venv, not the test venv
+    with served_pack(tmp_path) as url:
+        env = dict(os.environ, COMFYUI_PATH=str(comfy), VIRTUAL_ENV=str(tmp_path / "venv"))
+        env.pop("CONDA_PREFIX", None)
+        r = subprocess.run([py, "custom_nodes/comfyui-manager/cm-cli.py", "install", url], cwd=comfy, env=env,
+                           capture_output=True, text=True, timeout=600)
     assert "[INSTALLED]" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert (comfy / "custom_nodes" / "comfyui-pos-spatial" / "__init__.py").exists()
     assert installed() == before, "the Manager's install changed the test venv"
