@@ -150,7 +150,12 @@ def served_pack(tmp_path: Path):
 def comfy_copy(comfyui_path: Path, tmp_path: Path) -> Path:
     """A copy of the ComfyUI checkout with an empty custom_nodes/, as a user's install has."""
     comfy = tmp_path / "ComfyUI"
-    shutil.copytree(comfyui_path, comfy, ignore=shutil.ignore_patterns(".git", "custom_nodes", "output", "input"))
+    top = {".git", "custom_nodes", "output", "input", "user", "models"}  # at the top only: comfy_api/input is code
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return top & set(names) if Path(folder) == Path(comfyui_path) else {n for n in names if n == "__pycache__"}
+
+    shutil.copytree(comfyui_path, comfy, ignore=ignore)
     (comfy / "custom_nodes").mkdir()
     return comfy
 
