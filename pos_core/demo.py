@@ -27,7 +27,7 @@ from .comfy_client import PACK_ROOT, ComfyError, ComfyServer, api_to_ui, free_po
 from .relations import AXIS_2D, parse
 from .seeds import SCHEME as SEED_SCHEME
 
-COMFYUI_VERSION = "v0.3.64"  # the version the host tests run against
+COMFYUI_VERSION = "v0.33.0"  # the newest version the host tests run against (docs/comfyui-versions.md)
 COMFYUI_URL = "https://github.com/comfyanonymous/ComfyUI"
 WAYS = {"unguided": "unguided", "guidance": "PoS Guidance", "seed_search": "PoS Seed Search"}
 BUILTIN = "built-in testbed model"

@@ -25,7 +25,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = "https://github.com/pos-spatial/comfyui-pos-spatial"
-TESTED_COMFYUI = "0.3.64"  # the ComfyUI the host tests run against (pos_core.demo.COMFYUI_VERSION)
+# the ComfyUI versions the host tests run against (docs/comfyui-versions.md): the oldest is the Registry's
+# requires-comfyui, the newest the one the demo clones (pos_core.demo.COMFYUI_VERSION)
+TESTED_COMFYUI = ("0.3.64", "0.33.0")
 TESTED_FRONTEND = "1.27.10"  # the front end the real-browser test ran (ComfyUI 0.3.64's requirements.txt)
 
 
@@ -36,9 +38,11 @@ def pyproject() -> dict:
 def test_tool_comfy_is_complete():
     comfy = pyproject()["tool"]["comfy"]
     assert comfy["PublisherId"] and comfy["DisplayName"]
-    assert comfy["requires-comfyui"] == f">={TESTED_COMFYUI}"
+    assert comfy["requires-comfyui"] == f">={TESTED_COMFYUI[0]}"
     demo = (ROOT / "pos_core" / "demo.py").read_text(encoding="utf-8")
-    assert f'COMFYUI_VERSION = "v{TESTED_COMFYUI}"' in demo
+    assert f'COMFYUI_VERSION = "v{TESTED_COMFYUI[-1]}"' in demo
+    versions = (ROOT / "docs" / "comfyui-versions.md").read_text(encoding="utf-8")
+    assert all(f"**{v}**" in versions for v in TESTED_COMFYUI), "docs/comfyui-versions.md lists the tested versions"
     icon = comfy["Icon"]
     assert icon.startswith(PLACEHOLDER.replace("github.com", "raw.githubusercontent.com") + "/main/"), icon
     path = ROOT / icon.split("/main/", 1)[1]

@@ -1,0 +1,103 @@
+"""PoS Guidance beside what ComfyUI 0.33 added since 0.3.64 (docs/works-with.md): the new model patches,
+guiders, samplers and sigma nodes, through the real server, checked as test_host_works_with.py checks the
+stock ones (guided in both orders, guidance acts, scale 0 equals the graph without PoS Guidance). Each row
+skips, naming the node, on a ComfyUI that lacks it."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_host_works_with import STEPS, check, model_node, srv  # noqa: F401  (srv: the module's server fixture)
+
+
+def need(srv, *classes):
+    missing = [c for c in classes if c not in srv.info]
+    if missing:
+        pytest.skip(f"{', '.join(missing)}: not in this ComfyUI (added after 0.3.64)")
+
+
+MODEL_PATCHES = {
+    "CFGOverride": dict(cfg=2.0, start_percent=0.0, end_percent=0.5),
+    "NAGuidance": dict(nag_scale=5.0, nag_alpha=0.5, nag_tau=1.5),
+    "ModelNoiseScale": dict(noise_scale=1.5),
+}
+
+
+@pytest.mark.parametrize("cls", sorted(MODEL_PATCHES))
+def test_new_model_patches(srv, cls):
+    need(srv, cls)
+    check(srv, patch=model_node(cls, **MODEL_PATCHES[cls]))
+
+
+def test_model_attention_backend(srv):
+    need(srv, "ModelAttentionBackend")
+    backends = srv.info["ModelAttentionBackend"]["input"]["required"]["attention"][0]
+    choice = "pytorch" if "pytorch" in backends else backends[0]
+    check(srv, patch=model_node("ModelAttentionBackend", attention=choice))
+
+
+def test_lora_loader_bypass(srv):
+    need(srv, "LoraLoaderBypassModelOnly")
+    import comfy_host
+
+    check(srv, patch=model_node("LoraLoaderBypassModelOnly", lora_name=comfy_host.fixture_lora().name,
+                                strength_model=1.0))
+
+
+@pytest.mark.parametrize("name", ["exp_heun_2_x0", "exp_heun_2_x0_sde"])
+def test_new_ksampler_samplers(srv, name):
+    if name not in srv.info["KSampler"]["input"]["required"]["sampler_name"][0]:
+        pytest.skip(f"sampler {name}: not in this ComfyUI")
+
+    def ks(g, m, pos):
+        g["ks"] = {"class_type": "KSampler", "inputs": {
+            "model": m, "positive": pos, "negative": ["neg", 0], "latent_image": ["lat", 0], "seed": 7,
+            "steps": STEPS, "cfg": 5.0, "sampler_name": name, "scheduler": "normal", "denoise": 1.0}}
+        return ["ks", 0]
+
+    check(srv, sampler=ks)
+
+
+def custom_sampler(sampler_node: dict, sigmas=None):
+    """SamplerCustom with the given sampler node and BasicScheduler sigmas (or a sigma node)."""
+    def sampler(g, m, pos):
+        g["smp"] = sampler_node
+        g["sig"] = sigmas or {"class_type": "BasicScheduler", "inputs": {"model": m, "scheduler": "normal",
+                                                                        "steps": STEPS, "denoise": 1.0}}
+        g["sc"] = {"class_type": "SamplerCustom", "inputs": {
+            "model": m, "add_noise": True, "noise_seed": 7, "cfg": 5.0, "positive": pos, "negative": ["neg", 0],
+            "sampler": ["smp", 0], "sigmas": ["sig", 0], "latent_image": ["lat", 0]}}
+        return ["sc", 0]
+
+    return sampler
+
+
+def test_sampler_seeds2(srv):
+    need(srv, "SamplerSEEDS2")
+    check(srv, sampler=custom_sampler({"class_type": "SamplerSEEDS2", "inputs": {
+        "solver_type": "phi_2", "eta": 1.0, "s_noise": 1.0, "r": 0.5}}))
+
+
+def test_manual_sigmas(srv):
+    need(srv, "ManualSigmas")
+    check(srv, sampler=custom_sampler({"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+                                      {"class_type": "ManualSigmas", "inputs": {"sigmas": "14.6, 7.0, 3.0, 1.0, 0"}}))
+
+
+def test_dual_model_guider(srv):
+    """DualModelGuider: the guided MODEL on the positive pass, the checkpoint's on the negative."""
+    need(srv, "DualModelGuider")
+
+    def sampler(g, m, pos):
+        g["guider"] = {"class_type": "DualModelGuider", "inputs": {
+            "model": m, "model_negative": ["ckpt", 0], "positive": pos, "negative": ["neg", 0], "cfg": 5.0}}
+        g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}}
+        g["smp"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+        g["sig"] = {"class_type": "BasicScheduler", "inputs": {"model": m, "scheduler": "normal", "steps": STEPS,
+                                                               "denoise": 1.0}}
+        g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["smp", 0], "sigmas": ["sig", 0],
+            "latent_image": ["lat", 0]}}
+        return ["sca", 0]
+
+    check(srv, sampler=sampler)
