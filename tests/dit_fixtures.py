@@ -52,6 +52,24 @@ def flux(schnell: bool = False, wide: bool = False, seed: int = 0, dtype: torch.
     return _patcher(model)
 
 
+def flux2(seed: int = 0):
+    """A tiny random Flux.2 MODEL from ComfyUI's own supported_models.Flux2 (the config its detection gives a
+    Flux.2 file, at width 64); ComfyUI without Flux.2 (0.3.x): pytest skips."""
+    import comfy.supported_models
+    import pytest
+
+    if not hasattr(comfy.supported_models, "Flux2"):
+        pytest.skip("this ComfyUI has no Flux.2 (supported_models.Flux2, ComfyUI 0.33+)")
+    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64,
+               hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[8, 8, 8, 8],
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
+               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0,
+               txt_ids_dims=[3])
+    model = comfy.supported_models.Flux2(cfg).get_model({}, device="cpu")
+    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    return _patcher(model)
+
+
 def sd3_state_dict(depth: int = 2, self_attn: tuple[int, ...] = (0,), qk_norm: str | None = "rms", seed: int = 0,
                    num_blocks: int | None = None, context_dim: int = 4096, pooled_dim: int = 2048) -> dict:
     """State dict of a random MMDiT in SD3 / SD3.5 layout (hidden 64 x depth, depth heads; SD3.5-medium style

@@ -289,3 +289,18 @@ def test_server_flags(comfyui_path, flag):
     """The flags the host tests start main.py with (tests/comfy_host.py)."""
     src = (comfyui_path / "comfy" / "cli_args.py").read_text()
     assert f'"{flag}"' in src, changed("server flags", f"main.py has no {flag}")
+
+
+def test_flux2_is_not_taken_for_flux1(host):
+    """A Flux.2 model (ComfyUI 0.33's supported_models.Flux2: the same Flux class, global modulation) is never
+    guided as Flux.1: the family detection refuses it by name until it has a family of its own."""
+    import dit_fixtures
+    from pos_spatial_pack.nodes.families import family_of
+
+    with torch.inference_mode():
+        m = dit_fixtures.flux2()
+    assert type(m.model.diffusion_model).__name__ == "Flux"  # what made it look like Flux.1
+    with pytest.raises(ValueError, match="Flux2"):
+        family_of(m)
+    with torch.inference_mode():
+        assert family_of(dit_fixtures.flux()).name == "flux"

@@ -157,4 +157,8 @@ def detect(model) -> Family | None:
         return None
     if any(getattr(b, "flipped_img_txt", False) for b in dm.double_blocks):
         return None
+    # Flux.2 (ComfyUI 0.33) is built from the same class with global modulation and its own text layout:
+    # not Flux.1, whose blocks the gradient pass copies and whose T5 positions the relations index
+    if getattr(getattr(dm, "params", None), "global_modulation", False) or type(model.model).__name__ != "Flux":
+        return None
     return FluxFamily(model)
