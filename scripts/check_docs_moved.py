@@ -57,7 +57,19 @@ CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a sec
              "| Flux.1 schnell (4 steps) | 20 | 0.25 (step 0 only, as Learn-to-Steer) | 1000 | double 11, 12, 14, 17, 18 "
              "| text |": "the same row with max_step 0.3 (docs/flux_sd3.md)",
              "| SD3 / SD3.5 | 20 | 0.5 (20 of 40) | 1000 | per variant (above) | text |":
-             "the same row with max_step 0.3 (docs/flux_sd3.md)"}
+             "the same row with max_step 0.3 (docs/flux_sd3.md)",
+             "(Manager clones the pack into `custom_nodes/` and pip-installs `requirements.txt` line by line. The":
+             "the Install paragraph now covers ComfyUI 0.33's Manager package and its cm-cli (issue 28)",
+             "host tests do both: a plain clone + pip install that then starts ComfyUI offline, and, where":
+             "the same paragraph, rewritten for both ComfyUI versions (README, Install)",
+             "`COMFYUI_MANAGER_PATH` names a ComfyUI-Manager checkout, Manager's own `cm-cli.py install <git url>`":
+             "the same paragraph: the checkout path is kept for 0.3.64 (README, Install)",
+             "against the pack served on loopback, after which ComfyUI loads it.)":
+             "the same paragraph (README, Install)",
+             "**Custom Nodes → pos-spatial** are nine workflows. Pick **pos_psg_sd15** (or **pos_psg_flux_dev** /":
+             "the count was stale (eleven workflows); counts are now checked by tests/test_doc_counts.py",
+             "- Host tier: runs where `COMFYUI_PATH` names a ComfyUI checkout (tested with 0.3.64), otherwise skips":
+             "tested with 0.3.64 and 0.33.0 now (docs/tests.md, issue 28)"}
 
 
 def sections(old: str) -> list[tuple[str, str]]:
