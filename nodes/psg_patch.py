@@ -26,7 +26,7 @@ from ..pos_core.tokens import RelationSet
 from . import conds
 from .common import require_relations
 from .families import Family, family_of
-from .families.base import StopForward, WeightAliases
+from .families.base import StopForward, WeightAliases, differentiable
 from .families.unet import LEVELS, attention_layers, target_layers  # noqa: F401  (UNet helpers, re-exported)
 
 KEY = "pos_spatial"
@@ -243,7 +243,7 @@ def _grad_pass(run: Run, guider, x, timestep, model_options):
         t = timestep.detach().clone()
         run.layer_maps, run.guiding = [], True
         try:
-            with run.family.grad_pass(run), contextlib.ExitStack() as stack:
+            with run.family.grad_pass(run), differentiable(), contextlib.ExitStack() as stack:
                 for module in control_modules(chosen):  # a ControlNet runs on the latent too
                     if id(module) not in run.control_aliases:
                         run.control_aliases[id(module)] = WeightAliases(module)

@@ -29,7 +29,7 @@ from ..pos_core.sr4g.dataset import RELATIONS_FILE
 from ..pos_core.tokens import find_phrase
 from .common import CATEGORY
 from .families import family_of
-from .families.base import WeightAliases
+from .families.base import WeightAliases, differentiable
 from .families.dit import MAPS, block_label, heads_view
 from .families.unet import LEVELS
 from .relations import clip_layout
@@ -499,7 +499,7 @@ class PoSTrainLoRA(io.ComfyNode):
             # cannot be saved for backward: zero-copy autograd-usable aliases stand in for them while training
             aliases = WeightAliases(mp.model.diffusion_model)
             try:  # ComfyUI's trainer passes one dummy sigma per image: the loop draws its own noise levels
-                with aliases:
+                with aliases, differentiable():
                     guider.sample(torch.zeros_like(data), data, sampler, torch.arange(n), seed=seed)
             finally:
                 for m in mp.model.modules():

@@ -304,3 +304,32 @@ def test_flux2_is_not_taken_for_flux1(host):
         family_of(m)
     with torch.inference_mode():
         assert family_of(dit_fixtures.flux()).name == "flux"
+
+
+def test_differentiable_model_code(host):
+    """A pass that takes gradients through stock model code sets comfy.model_management.in_training where this
+    ComfyUI has it (0.33+: else Flux's rope runs a fused kernel with no backward); then a stock Flux forward
+    backpropagates to its input."""
+    import comfy.model_management as mm
+    import dit_fixtures
+    from pos_spatial_pack.nodes.families.base import WeightAliases, differentiable
+
+    internal = "differentiable model code"
+    with torch.inference_mode():
+        m = dit_fixtures.flux()
+    dm = m.model.diffusion_model
+    pos, _ = dit_fixtures.conds("flux")
+    # the stock blocks add to their streams in place: autograd's mutation mode keeps copies (as training does)
+    with torch.inference_mode(False), torch.enable_grad(), WeightAliases(dm), differentiable(), \
+            torch.autograd.graph.allow_mutation_on_saved_tensors():
+        if hasattr(mm, "in_training"):
+            assert mm.in_training, changed(internal, "in_training is not set inside differentiable()")
+        x = torch.randn(1, 16, 8, 8, requires_grad=True)
+        ctx = pos[0][0].clone()
+        out = dm(x, torch.tensor([0.5]), ctx, y=pos[0][1]["pooled_output"].clone(), guidance=torch.tensor([3.5]))
+        try:
+            out.square().mean().backward()
+        except RuntimeError as e:
+            raise AssertionError(changed(internal, f"a stock Flux forward cannot backpropagate ({e})")) from None
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert not getattr(mm, "in_training", False), changed(internal, "in_training left set after the pass")

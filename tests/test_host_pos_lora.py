@@ -214,7 +214,8 @@ def test_dit_gradient_checkpointing_gives_the_same_lora(host):
     _, init, _, _, _, _ = train(host, lr=0.0, **kw)
     _, plain, lp, _, _, _ = train(host, lr=0.1, **kw)
     _, ckpt, lc, _, _, _ = train(host, lr=0.1, checkpointing=True, **kw)
-    assert lp["pos"] == pytest.approx(lc["pos"], rel=1e-5)
+    # step 2's loss follows the first update, float noise included (2e-5 relative seen on ComfyUI 0.33, torch 2.11)
+    assert lp["pos"] == pytest.approx(lc["pos"], rel=1e-4)
     step = sum(float((plain[k] - init[k]).norm()) ** 2 for k in plain) ** 0.5
     gap = sum(float((plain[k] - ckpt[k]).norm()) ** 2 for k in plain) ** 0.5
     assert step > 0 and gap <= 1e-2 * step, (gap, step)

@@ -44,6 +44,23 @@ class WeightAliases:
             m._parameters[name] = p
 
 
+@contextlib.contextmanager
+def differentiable():
+    """ComfyUI 0.33+ runs some model code through fused kernels that have no backward (comfy_kitchen's rope
+    on Flux) unless `comfy.model_management.in_training` is set, as its own LoRA trainer sets it: set it for
+    a pass that takes gradients. A ComfyUI without the flag (0.3.x) has only differentiable code: nothing."""
+    import comfy.model_management as mm
+
+    if not hasattr(mm, "in_training"):
+        yield
+        return
+    before, mm.in_training = mm.in_training, True
+    try:
+        yield
+    finally:
+        mm.in_training = before
+
+
 class Family:
     """One kind of diffusion model PSG guides: where its image-text attention is (`targets`), the
     patches that record it on every step and compute it with gradients in the guidance pass
