@@ -2,6 +2,8 @@
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/guidance_overhead.py [--steps 10] [--size 256]
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/guidance_overhead.py --family flux   # or sd3
+    python benchmarks/guidance_overhead.py --repeat 3 --comfyui /path/ComfyUI-0.3.64=.venv-torch2.9.1/bin/python \
+        --comfyui /path/ComfyUI-0.33.0=.venv-torch2.11.0/bin/python          # two versions in one run
 
 Runs the real ComfyUI sampling path (nodes.common_ksampler, as KSampler) on a full-size random-weight
 SD1.5-architecture UNet (built once into the test cache), half of the steps guided. Each variant runs
@@ -66,7 +68,7 @@ def child_dit(family: str, variant: str, steps: int, size: int) -> dict:
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     params = sum(p.numel() for p in model.model.diffusion_model.parameters())
     return {"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak, "device": "cuda" if cuda else "cpu",
-            "unet_params": params}
+            "unet_params": params, "torch": torch.__version__}
 
 
 def map_cost(heads: int = 24, n_img: int = 4096, n_txt: int = 256, d: int = 128, blocks: int = 5) -> None:
@@ -134,7 +136,7 @@ def child(variant: str, steps: int, size: int, small: bool) -> dict:
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     params = sum(p.numel() for p in model.model.diffusion_model.parameters())
     return {"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak, "device": "cuda" if cuda else "cpu",
-            "unet_params": params}
+            "unet_params": params, "torch": torch.__version__}
 
 
 def main() -> None:
@@ -146,27 +148,60 @@ def main() -> None:
                     help="sd15: full-size SD1.5 UNet; flux / sd3: real-width reduced-depth Flux.1 / SD3.5-medium")
     ap.add_argument("--map-cost", action="store_true",
                     help="only time the DiT map computation (text-key vs joint-row softmax) at FLUX.1's 1024 px shape")
+    ap.add_argument("--comfyui", action="append", metavar="PATH[=PYTHON]",
+                    help="measure on this ComfyUI checkout with this python (its venv's); give it once per checkout "
+                         "to compare versions in one run. Default: $COMFYUI_PATH with this python")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians are reported")
     ap.add_argument("--child", choices=["plain", "guided"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.map_cost:
         map_cost()
         return
-    if "COMFYUI_PATH" not in os.environ:
-        sys.exit("set COMFYUI_PATH to a ComfyUI checkout")
     if a.child:
+        if "COMFYUI_PATH" not in os.environ:
+            sys.exit("set COMFYUI_PATH to a ComfyUI checkout")
         result = (child(a.child, a.steps, a.size, a.small) if a.family == "sd15"
                   else child_dit(a.family, a.child, a.steps, a.size))
         print(json.dumps(result))
         return
-    res = {}
-    for variant in ("plain", "guided"):
-        cmd = [sys.executable, __file__, "--child", variant, "--steps", str(a.steps), "--size", str(a.size),
-               "--family", a.family]
-        out = subprocess.run(cmd + (["--small"] if a.small else []), capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(out.stderr[-3000:])
-        res[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-    p, g = res["plain"], res["guided"]
+    hosts = [h.partition("=")[::2] for h in a.comfyui] if a.comfyui else [(os.environ.get("COMFYUI_PATH", ""), "")]
+    if not all(path for path, _ in hosts):
+        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (or give --comfyui PATH[=PYTHON], once per checkout)")
+    runs: dict[str, list[dict]] = {}
+    for _ in range(a.repeat):  # interleaved: each round runs every checkout's plain and guided once
+        for path, python in hosts:
+            for variant in ("plain", "guided"):
+                cmd = [python or sys.executable, __file__, "--child", variant, "--steps", str(a.steps), "--size",
+                       str(a.size), "--family", a.family]
+                out = subprocess.run(cmd + (["--small"] if a.small else []), capture_output=True, text=True,
+                                     env=dict(os.environ, COMFYUI_PATH=path))
+                if out.returncode:
+                    sys.exit(out.stderr[-3000:])
+                runs.setdefault(path, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for path, _ in hosts:
+        if len(hosts) > 1:
+            print(f"ComfyUI {comfyui_version(path)} ({path}), torch {runs[path][0].get('torch', '?')}:")
+        report(a, runs[path])
+
+
+def comfyui_version(path: str) -> str:
+    f = Path(path) / "comfyui_version.py"
+    text = f.read_text() if f.exists() else ""
+    return text.split('__version__ = "')[1].split('"')[0] if '__version__ = "' in text else "?"
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[len(v) // 2] + v[(len(v) - 1) // 2]) / 2
+
+
+def report(a, results: list[dict]) -> None:
+    """Each variant's median over the rounds, and the guided / plain ratios of the medians."""
+    by = {k: [r for r in results if r["variant"] == k] for k in ("plain", "guided")}
+    p, g = ({**rs[0], **{m: median([r[m] for r in rs]) for m in ("seconds", "cpu_seconds", "peak_bytes")}}
+            for rs in (by["plain"], by["guided"]))
+    if a.repeat > 1:
+        print(f"  medians of {a.repeat} interleaved rounds")
     if a.family != "sd15":
         name = ("Flux.1 (hidden 3072, 2 double + 4 single blocks), cfg 1" if a.family == "flux"
                 else "SD3.5-medium width (hidden 1536, 4 joint blocks), cfg 4.5")

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 _ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+if _ROOT not in sys.path:  # appended: in front, the pack's nodes/ would shadow ComfyUI's nodes.py for importers
+    sys.path.append(_ROOT)
 
 from pos_core.comfy_client import WIDGET_TYPES, api_to_ui, is_widget, ui_to_api  # noqa: E402
 
