@@ -79,13 +79,15 @@ def test_flux_out_of_place_blocks_equal_stock(host, dit):
     """The gradient pass's copies of the Flux blocks give exactly the stock blocks' outputs (max diff 0.0)."""
     from comfy.ldm.modules.attention import attention_pytorch
     from pos_spatial_pack.nodes.families import flux
+    from pos_spatial_pack.nodes.families.base import differentiable
 
     dm = dit[0]["flux"].model.diffusion_model
     g = torch.Generator().manual_seed(0)
     img, txt, vec = torch.randn(2, 64, 64, generator=g), torch.randn(2, 20, 64, generator=g), torch.randn(2, 64, generator=g)
     ids = torch.cat([torch.zeros(2, 20, 3), torch.rand(2, 64, 3, generator=g) * 8], dim=1)
     to = {"optimized_attention_override": lambda func, *a, **kw: attention_pytorch(*a, **kw)}
-    with torch.inference_mode():
+    # as in the gradient pass: ComfyUI 0.33's stock rope is its differentiable one there (in_training set)
+    with torch.inference_mode(), differentiable():
         pe = dm.pe_embedder(ids)
         for blk in dm.double_blocks:
             a_img, a_txt = blk(img=img.clone(), txt=txt.clone(), vec=vec, pe=pe, transformer_options=to)
@@ -134,7 +136,9 @@ def hand_delta(host, model, cond, kind, seed, steps, scale, loss_scale, chosen, 
     text, pooled = pos[0].clone(), pos[1]["pooled_output"].clone()
     n_txt, n_img = text.shape[1], (SIZE // 16) ** 2
     double = len(getattr(dm, "double_blocks", dm.__dict__.get("joint_blocks", [])) or [])
-    with torch.inference_mode(False), torch.autograd.graph.allow_mutation_on_saved_tensors():
+    from pos_spatial_pack.nodes.families.base import differentiable
+
+    with torch.inference_mode(False), torch.autograd.graph.allow_mutation_on_saved_tensors(), differentiable():
         params = {k: v.detach().clone().float() for k, v in dm.named_parameters()}
         x = ms.noise_scaling(sigmas[0], noise, latent_in).float().detach().requires_grad_(True)
         t = ms.timestep(sigmas[:1].clone()).float()

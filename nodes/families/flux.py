@@ -23,10 +23,29 @@ LOSS_SCALE = 1000.0  # as SDXL: deep transformer stacks give small attention gra
 MAX_STEP = 0.3
 
 
+def _host_rope():
+    """ComfyUI's own rope where its Flux attention calls one (0.33+: apply_rope, differentiable while the
+    gradient pass sets in_training), else None: 0.3.x rotates inline, as `_rope` below does."""
+    import inspect
+
+    import comfy.ldm.flux.math as flux_math
+
+    try:
+        uses = "apply_rope(" in inspect.getsource(flux_math.attention)
+    except (OSError, TypeError):
+        uses = False
+    return flux_math.apply_rope if uses and hasattr(flux_math, "apply_rope") else None
+
+
+HOST_ROPE = _host_rope()
+
+
 def _rope(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe):
     """q, k rotated as comfy.ldm.flux.math.attention rotates them."""
     if pe is None:
         return q, k
+    if HOST_ROPE is not None:
+        return HOST_ROPE(q, k, pe)
     q_shape, k_shape = q.shape, k.shape
     q = q.to(dtype=pe.dtype).reshape(*q.shape[:-1], -1, 1, 2)
     k = k.to(dtype=pe.dtype).reshape(*k.shape[:-1], -1, 1, 2)
