@@ -134,6 +134,10 @@ def build(name: str, cls_name: str, config: dict, smoke: bool, meta: bool = Fals
     import torch
 
     cls = getattr(comfy.supported_models, cls_name)
+    if cls_name in ("Flux", "FluxSchnell"):  # ComfyUI 0.33's FluxParams needs txt_ids_dims ([] for Flux.1)
+        from dit_fixtures import flux_config
+
+        config = flux_config(config)
     if not smoke:  # the config is one ComfyUI matches to the class it detects for the real file
         found = comfy.model_detection.model_config_from_unet_config(dict(config))
         if type(found) is not cls:

@@ -1,6 +1,7 @@
 """SR4G in the real ComfyUI: the shipped sr4g_lora_training workflow runs end to end on the random-weight
-checkpoint (SR4G Spatial Captions -> Load Image and Text Dataset from Folder -> VAE Encode -> Train LoRA ->
-Save LoRA), 64 px images and 2 steps for CPU time; a broken annotation file fails with its annotation id."""
+checkpoint (SR4G Spatial Captions -> ComfyUI's dataset nodes -> Train LoRA -> Save LoRA; the workflow of the
+ComfyUI under test: 0.33's or workflows/comfyui-0.3/), 64 px images and 2 steps for CPU time; a broken
+annotation file fails with its annotation id."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ import dit_files
 import numpy as np
 import pytest
 from PIL import Image
-from workflow_format import ui_to_api
+from workflow_format import host_version, shipped_workflows, ui_to_api
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+# the stock dataset and save nodes of the LoRA-training workflows, by ComfyUI version (docs/comfyui-versions.md)
+DATASET_NODES = {"current": {"LoadImageTextDataSetFromFolder", "ImageScale", "MakeTrainingDataset", "TrainLoraNode",
+                             "SaveLoRA"},
+                 "0.3": {"LoadImageTextSetFromFolderNode", "VAEEncode", "TrainLoraNode", "SaveLoRANode"}}
+SAVE_LORA = ("SaveLoRA", "SaveLoRANode")
+
+
+def workflow_file(name: str) -> Path:
+    """The shipped workflow `name` as the ComfyUI under test loads it."""
+    return next(p for p in shipped_workflows(host_version() or (1000,)) if p.stem == name)
 
 
 def coco(images: Path, ann: Path, broken: bool = False) -> None:
@@ -48,7 +58,7 @@ def shrink_sr4g(prompt: dict) -> dict:
         i, t = node["inputs"], node["class_type"]
         if t == "SR4GSpatialCaptions":
             i.update(max_pairs=2, max_per_image=1)
-        elif t == "LoadImageTextSetFromFolderNode":
+        elif t in ("LoadImageTextSetFromFolderNode", "ImageScale"):
             i.update(width=64, height=64)
         elif t in ("TrainLoraNode", "PoSTrainLoRA"):
             i.update(steps=2, training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=False, rank=2)
@@ -74,7 +84,7 @@ def srv(comfyui_path, tiny_models, tmp_path_factory):
 
 
 def training_prompt(srv, annotations: str | None = None, workflow: str = "sr4g_lora_training") -> dict:
-    prompt = ui_to_api(json.loads((WORKFLOWS / f"{workflow}.json").read_text()), srv.get("/object_info"))
+    prompt = ui_to_api(json.loads(workflow_file(workflow).read_text()), srv.get("/object_info"))
     for node in prompt.values():
         if node["class_type"] == "CheckpointLoaderSimple":
             node["inputs"]["ckpt_name"] = comfy_host.FIXTURE
@@ -86,8 +96,8 @@ def training_prompt(srv, annotations: str | None = None, workflow: str = "sr4g_l
 def test_sr4g_lora_training_workflow_runs_end_to_end(srv):
     prompt = training_prompt(srv)
     types = {n["class_type"] for n in prompt.values()}
-    assert {"SR4GSpatialCaptions", "LoadImageTextSetFromFolderNode", "VAEEncode", "TrainLoraNode",
-            "SaveLoRANode"} <= types
+    nodes = DATASET_NODES["0.3" if (host_version() or (1000,)) < (0, 4) else "current"]
+    assert {"SR4GSpatialCaptions"} | nodes <= types, types
     entry = srv.run(prompt, timeout=900)
     assert entry["status"]["status_str"] == "success"
     dataset = srv.base / "input" / "sr4g_train"
@@ -114,7 +124,7 @@ def test_broken_annotations_fail_with_the_annotation_id(srv):
 
 def test_sr4g_benchmark_workflow_runs(srv):
     """test_unseen prompt -> base / LoRA (trained in the graph) / PoS Guidance -> three PoS Scores."""
-    prompt = shrink_sr4g(ui_to_api(json.loads((WORKFLOWS / "sr4g_benchmark.json").read_text()),
+    prompt = shrink_sr4g(ui_to_api(json.loads(workflow_file("sr4g_benchmark").read_text()),
                                    srv.get("/object_info")))
     for node in prompt.values():
         if node["class_type"] == "SR4GSpatialCaptions" and node["inputs"]["split"] == "test_unseen":
@@ -149,7 +159,7 @@ def test_cancelled_training_writes_no_lora(srv):
     partial LoRA is written as if finished; the server then trains the next prompt normally."""
     prompt = training_prompt(srv, workflow="sr4g_pos_lora_training")
     node = next(k for k, n in prompt.items() if n["class_type"] == "PoSTrainLoRA")
-    save = next(k for k, n in prompt.items() if n["class_type"] == "SaveLoRANode")
+    save = next(k for k, n in prompt.items() if n["class_type"] in SAVE_LORA)
     prompt[node]["inputs"]["steps"] = 5000
     prompt[save]["inputs"]["prefix"] = "loras/cancelled_pos_lora"
     r = srv.queue(prompt)
