@@ -69,7 +69,9 @@ CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a sec
              "**Custom Nodes → pos-spatial** are nine workflows. Pick **pos_psg_sd15** (or **pos_psg_flux_dev** /":
              "the count was stale (eleven workflows); counts are now checked by tests/test_doc_counts.py",
              "- Host tier: runs where `COMFYUI_PATH` names a ComfyUI checkout (tested with 0.3.64), otherwise skips":
-             "tested with 0.3.64 and 0.33.0 now (docs/tests.md, issue 28)"}
+             "tested with 0.3.64 and 0.33.0 now (docs/tests.md, issue 28)",
+             "`$COMFYUI_PATH` (or clones ComfyUI v0.3.64, the version the tests run against, into":
+             "the demo clones the newest tested version, v0.33.0, now (docs/demo.md, issue 28)"}
 
 
 def sections(old: str) -> list[tuple[str, str]]:
