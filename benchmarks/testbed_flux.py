@@ -27,6 +27,7 @@ import comfy.supported_models
 import torch
 
 import testbed
+import comfy_host
 from comfy_host import _init
 from dit_fixtures import flux_config
 
@@ -94,7 +95,10 @@ def train(cfg: testbed.Config, cache: Path = testbed.CACHE, progress: Callable[[
     ctx = testbed.contexts(cfg, cache, path)
     caps = testbed.captions(cfg)
     net = build(cfg.seed).diffusion_model
+    differentiable = comfy_host.load_pack().nodes.families.base.differentiable
     params = [p for n, p in net.named_parameters() if not n.startswith("vector_in.")]
+    for p in params:  # ComfyUI 0.33 builds parameters with requires_grad off
+        p.requires_grad_(True)
     for p in net.vector_in.parameters():
         p.requires_grad_(False)
     opt, sched = testbed.optimizer(params, cfg)
@@ -107,8 +111,9 @@ def train(cfg: testbed.Config, cache: Path = testbed.CACHE, progress: Callable[[
         t = torch.sigmoid(torch.randn(cfg.batch, generator=gen))
         eps = torch.randn(x0.shape, generator=gen)
         tt = t.view(-1, 1, 1, 1)
-        # the stock blocks add to their streams in place: autograd's mutation mode clones what they overwrite
-        with torch.autograd.graph.allow_mutation_on_saved_tensors():
+        # the stock blocks add to their streams in place: autograd's mutation mode clones what they overwrite;
+        # differentiable(): ComfyUI 0.33's training flag, without which its Flux code is not differentiable
+        with torch.autograd.graph.allow_mutation_on_saved_tensors(), differentiable():
             pred = net(((1 - tt) * x0 + tt * eps), t, c, y=y)
             loss = torch.nn.functional.mse_loss(pred, eps - x0)
             opt.zero_grad(set_to_none=True)
