@@ -82,6 +82,10 @@ MISSING_NODE = r"missing node|nodes? (are|is) missing|node types? (were )?not fo
 def open_missing_models(page) -> None:
     """Front end 1.49+ says a model file is missing in a toast; its "View details" opens the errors panel
     that lists them (1.27 opens its Missing Models dialog at once)."""
+    try:  # under load the front end takes a while to check the model files
+        page.wait_for_function("() => /Missing Models|View details/.test(document.body.innerText)", timeout=60_000)
+    except Exception:  # noqa: BLE001 - the caller's assertion says what is missing
+        return
     if page.get_by_text("Missing Models").count() == 0 and page.get_by_text("View details").count():
         page.get_by_text("View details").first.click()
         page.wait_for_timeout(1000)
