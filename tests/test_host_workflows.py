@@ -54,8 +54,9 @@ def shrink(prompt: dict) -> dict:
 def test_workflows_are_shipped_with_previews():
     names = {p.stem for p in WORKFLOWS}
     assert {"pos_psg_sd15", "pos_psg_sdxl", "pos_seed_search", "pos_score_images", "pos_guided_vs_unguided"} <= names
-    for p in WORKFLOWS:
-        assert any(p.with_suffix(ext).exists() for ext in (".jpg", ".png", ".webp")), f"no preview for {p.name}"
+    for p in WORKFLOWS:  # the template browser's thumbnails: the comfyui-0.3/ variants are not listed there
+        if p.parent.name == "workflows":
+            assert any(p.with_suffix(ext).exists() for ext in (".jpg", ".png", ".webp")), f"no preview for {p.name}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
