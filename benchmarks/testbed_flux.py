@@ -65,6 +65,19 @@ def companion(path: Path, cfg: testbed.Config) -> Path:
     return out if out.exists() else testbed.write_sd1(out, cfg)
 
 
+def norm_names(sd: dict, want: set[str]) -> dict:
+    """A checkpoint trained on either ComfyUI for this one's names: Flux's q/k RMSNorm weight is `.scale` in
+    ComfyUI 0.3.x and `.weight` in 0.33 (operations.RMSNorm); the cached testbed serves both versions."""
+    out = {}
+    for k, v in sd.items():
+        if k not in want and k.endswith(".scale") and k[:-6] + ".weight" in want:
+            k = k[:-6] + ".weight"
+        elif k not in want and k.endswith(".weight") and k[:-7] + ".scale" in want:
+            k = k[:-7] + ".scale"
+        out[k] = v
+    return out
+
+
 def load(path: Path):
     """(MODEL, CLIP, VAE): the trained Flux testbed as a MODEL, CLIP and VAE through the stock loader."""
     from safetensors.torch import load_file
@@ -73,8 +86,8 @@ def load(path: Path):
     cfg = testbed.Config(**meta["config"])
     model = build(cfg.seed)
     prefix = "model.diffusion_model."
-    model.diffusion_model.load_state_dict({k[len(prefix):]: v for k, v in load_file(str(path)).items()
-                                           if k.startswith(prefix)})
+    sd = {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+    model.diffusion_model.load_state_dict(norm_names(sd, set(model.diffusion_model.state_dict())))
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                offload_device=comfy.model_management.unet_offload_device())
     _, clip, vae = testbed.load(companion(path, cfg))
