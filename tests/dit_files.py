@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfy_host import CACHE, seeded  # noqa: E402
 
 VERSION = "2"  # 2: the SD3.5 file's pos_embed seeded (was uninitialised memory)
+# files rebuilt since, each in a folder of its own version (the others are not rebuilt)
+FILE_VERSIONS = {"flux1-dev.safetensors": "3"}  # 3: q/k norms named `.scale`, as the official file (ComfyUI 0.33's
+                                                # classes name them `.weight`, which 0.3.64's detection rejects)
 DIR = CACHE / "dit_files"
 # official file name -> (models/ folder, builder name)
 FILES = {
@@ -101,7 +104,10 @@ def flux_dev() -> dict:
     conf = comfy.supported_models.Flux(flux_config(dict(FLUX_WIDE, depth=1, depth_single_blocks=1, guidance_embed=True)))
     with torch.device("meta"):
         model = conf.get_model({}, device="meta")
-    return _random(_shapes(model.diffusion_model), 15, torch.bfloat16)
+    sd = _random(_shapes(model.diffusion_model), 15, torch.bfloat16)
+    # the official layout: RMSNorm `scale` (ComfyUI 0.33's own RMSNorm says `weight`; both versions load `scale`)
+    return {k[:-len(".weight")] + ".scale" if k.endswith(("query_norm.weight", "key_norm.weight")) else k: v
+            for k, v in sd.items()}
 
 
 def sd35_medium() -> dict:
@@ -118,7 +124,7 @@ def build(name: str) -> Path:
     """The cached file `name` (one of FILES), built on first use."""
     from safetensors.torch import save_file
 
-    path = DIR / VERSION / name
+    path = DIR / FILE_VERSIONS.get(name, VERSION) / name
     if path.exists():
         return path
     sd = globals()[FILES[name][1]]()
