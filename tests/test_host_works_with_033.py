@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_host_works_with import SKIP_NOTE, STEPS, check, graph, model_node, srv  # noqa: F401  (srv: a fixture)
+from test_host_works_with import SKIP_NOTE, STEPS, check, custom, graph, model_node, srv  # noqa: F401  (srv: a fixture)
 
 
 def need(srv, *classes):
@@ -106,17 +106,4 @@ def test_manual_sigmas(srv):
 def test_dual_model_guider(srv):
     """DualModelGuider: the guided MODEL on the positive pass, the checkpoint's on the negative."""
     need(srv, "DualModelGuider")
-
-    def sampler(g, m, pos):
-        g["guider"] = {"class_type": "DualModelGuider", "inputs": {
-            "model": m, "model_negative": ["ckpt", 0], "positive": pos, "negative": ["neg", 0], "cfg": 5.0}}
-        g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}}
-        g["smp"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
-        g["sig"] = {"class_type": "BasicScheduler", "inputs": {"model": m, "scheduler": "normal", "steps": STEPS,
-                                                               "denoise": 1.0}}
-        g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
-            "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["smp", 0], "sigmas": ["sig", 0],
-            "latent_image": ["lat", 0]}}
-        return ["sca", 0]
-
-    check(srv, sampler=sampler)
+    check(srv, sampler=custom("DualModelGuider", model_negative=["ckpt", 0], cfg=5.0))
