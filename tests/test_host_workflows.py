@@ -5,7 +5,6 @@ random models, and (for CPU time) images at 256 px and samplers at a few steps."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

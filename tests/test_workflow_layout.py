@@ -4,7 +4,7 @@ carries the download link ComfyUI's missing-model dialog offers (node properties
 from __future__ import annotations
 
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 import pytest
