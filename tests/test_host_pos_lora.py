@@ -235,3 +235,16 @@ def test_blocks_and_level_bad_input_names_the_input(host):
 
     with pytest.raises(ValueError, match="softmax must be text or joint, got 'image'"):
         PoSTrainLoRA._targets(None, True, "auto", "auto", "image")
+
+
+def test_training_images_of_several_sizes_are_refused_naming_latents(host):
+    """Make Training Dataset's per-image latents must share one size: the error names `latents` and says
+    to resize before encoding; a list of same-size latents becomes one batch, as 0.3.x's VAE Encode gives."""
+    from pos_spatial_pack.nodes import train_lora
+
+    same = [{"samples": torch.zeros(1, 4, 8, 8)}, {"samples": torch.ones(1, 4, 8, 8)}]
+    assert train_lora.dataset_latents(same)["samples"].shape == (2, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"latents: the training images have 2 different sizes.*resize them"):
+        train_lora.dataset_latents([same[0], {"samples": torch.zeros(1, 4, 8, 16)}])
+    with pytest.raises(ValueError, match="latents is empty"):
+        train_lora.dataset_latents([])
