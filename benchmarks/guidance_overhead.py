@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "tests"))
+from workflow_format import comfyui_version  # noqa: E402  (the one reader of a checkout's version)
 
 
 def child_dit(family: str, variant: str, steps: int, size: int) -> dict:
@@ -180,14 +182,8 @@ def main() -> None:
                 runs.setdefault(path, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
     for path, _ in hosts:
         if len(hosts) > 1:
-            print(f"ComfyUI {comfyui_version(path)} ({path}), torch {runs[path][0].get('torch', '?')}:")
+            print(f"ComfyUI {'.'.join(map(str, comfyui_version(path)))} ({path}), torch {runs[path][0].get('torch', '?')}:")
         report(a, runs[path])
-
-
-def comfyui_version(path: str) -> str:
-    f = Path(path) / "comfyui_version.py"
-    text = f.read_text() if f.exists() else ""
-    return text.split('__version__ = "')[1].split('"')[0] if '__version__ = "' in text else "?"
 
 
 def median(values: list[float]) -> float:
