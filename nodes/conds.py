@@ -31,10 +31,16 @@ def fingerprint(conditioning) -> torch.Tensor | None:
 
 def carries(fp: torch.Tensor, context: torch.Tensor | None) -> bool:
     """Whether a cond's text context [B, T, D] starts with the fingerprinted prompt (ConditioningConcat
-    appends after it; the relations' token indices then still point at the same tokens)."""
-    if context is None or context.ndim != 3 or context.shape[1] < fp.shape[0] or context.shape[2] < fp.shape[1]:
+    appends after it; the relations' token indices then still point at the same tokens), after any zero
+    rows a model pads it with on the left."""
+    if context is None or context.ndim != 3 or context.shape[2] < fp.shape[1]:
         return False
-    head = context[0, :fp.shape[0], :fp.shape[1]].detach().float().cpu()
+    # a model that left-pads the text with zero rows (Flux.2 pads to 512) has the prompt after them
+    rows = (context[0, :, :fp.shape[1]].detach() != 0).any(-1).nonzero()
+    start = int(rows[0]) if len(rows) else 0
+    if context.shape[1] - start < fp.shape[0]:
+        return False
+    head = context[0, start:start + fp.shape[0], :fp.shape[1]].detach().float().cpu()
     return bool(torch.allclose(head, fp, rtol=1e-3, atol=1e-4))
 
 

@@ -73,6 +73,7 @@ class Run:
     selection: conds.Selection | None = None  # the positive conds that carry the relations' prompt
     straight: bool = False  # other patches' gradients taken as identity (after one failed exact pass)
     txt_len: int = 0  # DiT: text tokens of the current model call
+    joint_len: int = -1  # Z-Image: caption + image tokens of the current model call (its main layers' length)
     node_id: str | None = None  # the guidance node, for notes shown on it
     control_aliases: dict = field(default_factory=dict)  # id(ControlNet module) -> WeightAliases, per run
     # blocks / attention_level "maps": targets start as every candidate and are narrowed on the first step

@@ -8,8 +8,8 @@ import dataclasses
 from comfy_api.latest import io
 
 from ..pos_core.relations import CANONICAL, canonical_relation, parse
-from ..pos_core.tokens import (RelationSet, TokenRelation, bind_relations, clip_stream, find_phrase, t5_stream,
-                               word_token_indices)
+from ..pos_core.tokens import (LLMStream, RelationSet, TokenRelation, bind_relations, clip_stream, find_phrase,
+                               find_run, t5_stream, word_token_indices)
 
 from .common import CATEGORY, PosRelations
 from .conds import fingerprint
@@ -48,12 +48,79 @@ def _has_encoder(clip, name: str) -> bool:
     return getattr(getattr(clip, "cond_stage_model", None), name, True) is not None
 
 
+# LLM text encoders ComfyUI 0.33 loads for the 2026 families (the tokenizer's key): which model reads them
+LLM_KEYS = {"qwen25_7b": "Qwen-Image", "qwen3_4b": "Z-Image or Flux.2 klein 4B", "qwen3_8b": "Flux.2 klein 9B",
+            "mistral3_24b": "Flux.2 dev"}
+FLUX2_TEXT = 512  # Flux.2 dev: the model left-pads its Mistral text to 512 tokens (model_base.Flux2.extra_conds)
+QWEN_IM_START, QWEN_USER, QWEN_NEWLINE = 151644, 872, 198
+
+
+def _ids(tokens) -> list[int]:
+    """Token ids of one encoder's tokenize output (chunks of (id, weight, ...)); embeddings as -1."""
+    return [t if isinstance(t, int) else -1 for chunk in tokens for t, *_ in chunk]
+
+
+def qwen_image_dropped(ids: list[int]) -> int:
+    """How many leading tokens ComfyUI's Qwen-Image text encoder drops (its system prompt: the text up to the
+    second <|im_start|>, and "user\n" after it), as QwenImageTEModel.encode_token_weights counts them."""
+    end, seen = -1, 0
+    for i, t in enumerate(ids):
+        if t == QWEN_IM_START and seen < 2:
+            end, seen = i, seen + 1
+    if len(ids) > end + 3 and ids[end + 1] == QWEN_USER and ids[end + 2] == QWEN_NEWLINE:
+        end += 3
+    return end
+
+
+def llm_stream(clip, key: str) -> LLMStream:
+    """The prompt's place in what the model attends to, for an LLM text encoder: after the chat template
+    ComfyUI wraps it in, less the tokens Qwen-Image's encoder drops, plus Flux.2 dev's left padding."""
+    cache: dict[tuple[str, bool], list[int]] = {}
+    inner = getattr(clip.tokenizer, key, None) or getattr(clip.tokenizer, f"clip_{key}", None)
+    pad = getattr(inner, "pad_token", None)
+
+    def tokens(text: str, template: bool) -> list[int]:
+        if (text, template) not in cache:
+            kw = {} if template else {"llama_template": "{}"}
+            ids = _ids(clip.tokenize(text, **kw)[key])
+            if not template:  # the bare text: no start token (Mistral's <s>), no padding (klein pads to 512)
+                if key == "mistral3_24b" and ids[:1] == [1]:
+                    ids = ids[1:]
+                while ids and pad is not None and ids[-1] == pad:
+                    ids.pop()
+            cache[(text, template)] = ids
+        return cache[(text, template)]
+
+    def encode(text: str) -> list[int]:
+        return tokens(text, False) if text else []
+
+    def place(prompt: str) -> tuple[int, int]:
+        full, raw = tokens(prompt, True), encode(prompt)
+        first = find_run(full, raw) if raw else 0
+        if first < 0:
+            raise ValueError(f"could not find the prompt's tokens inside {LLM_KEYS[key]}'s chat template")
+        length = len(full)
+        if key == "qwen25_7b":
+            dropped = qwen_image_dropped(full)
+            first, length = first - dropped, length - dropped
+        if key == "mistral3_24b" and length < FLUX2_TEXT:
+            first, length = first + FLUX2_TEXT - length, FLUX2_TEXT
+        return first, length
+
+    return LLMStream(encode, place)
+
+
 def clip_layout(clip):
     """The token layout of the model context this CLIP encodes to: a Tokenize for CLIP-only models,
-    a list of streams for Flux.1 (T5 only) and SD3 / SD3.5 (CLIP chunks of 77, then T5)."""
+    a list of streams for Flux.1 (T5 only), Chroma (T5 only, unpadded), SD3 / SD3.5 (CLIP chunks of 77, then
+    T5) and the LLM text encoders of Flux.2, Qwen-Image and Z-Image."""
     keys = set(clip.tokenize("a"))
     if keys == {"l", "t5xxl"}:  # Flux.1: CLIP-L only gives the pooled vector
         return [t5_stream(_stream_tokenize(clip, "t5xxl"))]
+    if keys == {"t5xxl"}:  # Chroma (CLIP type chroma / pixart): T5 alone, not padded
+        return [t5_stream(_stream_tokenize(clip, "t5xxl"))]
+    if len(keys) == 1 and next(iter(keys)) in LLM_KEYS:
+        return [llm_stream(clip, next(iter(keys)))]
     if keys == {"g", "l", "t5xxl"}:  # SD3 / SD3.5
         layout = []
         if _has_encoder(clip, "clip_l") or _has_encoder(clip, "clip_g"):
@@ -64,8 +131,9 @@ def clip_layout(clip):
     if keys & set(KEYS) and keys <= set(KEYS):
         return clip_tokenize(clip)
     raise ValueError(f"this CLIP ({', '.join(sorted(keys))}) is not a text encoder PoS relations know: they work "
-                     "with the CLIP of SD1.x, SD2.x and SDXL, Flux.1's (CLIP-L + T5-XXL) and SD3 / SD3.5's "
-                     "(CLIP-L + CLIP-G + T5-XXL)")
+                     "with the CLIP of SD1.x, SD2.x and SDXL, Flux.1's (CLIP-L + T5-XXL), SD3 / SD3.5's "
+                     "(CLIP-L + CLIP-G + T5-XXL), Chroma's (T5-XXL), and the LLM encoders of Flux.2 (Mistral 3, "
+                     "Qwen3), Qwen-Image (Qwen2.5-VL) and Z-Image (Qwen3)")
 
 
 def _check_clip(clip) -> None:

@@ -180,7 +180,7 @@ class PoSSeedSearch(io.ComfyNode):
                 x0["latest"] = x0_pred
                 pbar.update(len(chunk))
 
-            batch = latent.repeat(len(chunk), 1, 1, 1)
+            batch = latent.repeat(len(chunk), *[1] * (latent.ndim - 1))  # 5-D latents too (Qwen-Image)
             if mode == "attention":
                 keep = {}
                 comfy.sample.sample_custom(searched, noise, cfg, span_sampler(sampler_name, 0, run_steps, keep=keep),

@@ -38,6 +38,7 @@ log = logging.getLogger("pos_spatial")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")  # what Load Image and Text Dataset from Folder reads
 TRAIN_LEVELS = [lv for lv in LEVELS if lv != "maps"]  # a fixed level: PoS Guidance's per-run choice is not for training
+UNET_FAMILIES = ("sd1", "sd2", "sdxl")
 DIT_FAMILIES = ("flux", "sd3")  # joint attention: maps from chosen blocks (nodes/families/flux.py, sd3.py)
 
 
@@ -436,6 +437,9 @@ class PoSTrainLoRA(io.ComfyNode):
             family = family_of(model)
         except ValueError as e:
             raise ValueError(f"model: {e}") from None
+        if family.name not in DIT_FAMILIES + UNET_FAMILIES:
+            raise ValueError(f"model: PoS Train LoRA trains SD1.x, SD2.x, SDXL, Flux.1 and SD3 / SD3.5 models; this is "
+                             f"{family.label}, which PoS Guidance and PoS Layout guide at sampling time instead")
         joint = family.name in DIT_FAMILIES
         if clip is None:
             raise ValueError("clip is empty: connect the CLIP that encoded the captions")

@@ -172,7 +172,7 @@ class Stream:
     end: int = END
 
 
-Layout = Sequence[Stream]  # streams concatenated along the context's sequence, in order
+Layout = Sequence["Stream | LLMStream"]  # streams concatenated along the context's sequence, in order
 
 
 def clip_stream(tokenize: Tokenize) -> Stream:
@@ -185,11 +185,53 @@ def t5_stream(tokenize: Tokenize) -> Stream:
     return Stream(tokenize, None, T5_END)
 
 
+@dataclass(frozen=True)
+class LLMStream:
+    """An LLM text encoder's part of the context (Qwen, Mistral: byte-level BPE that splits words before
+    merging, a word's token carrying its leading space). `encode` gives a text's ids without the chat
+    template; `place` gives, for a prompt, where its first token sits in the text the model attends to
+    (after the template, less what ComfyUI drops, plus any padding the model adds) and that text's length."""
+
+    encode: Encode
+    place: Callable[[str], tuple[int, int]]
+
+
+def span_token_indices(prompt: str, span: tuple[int, int], encode: Encode) -> list[int]:
+    """Indices in encode(prompt) of the tokens that spell prompt[span[0]:span[1]].
+
+    A pre-tokenizing BPE encodes a prefix that ends at a word boundary as the same tokens the whole prompt
+    starts with, so the span's tokens run from len(encode(text before it, trailing space dropped: the
+    space belongs to the word's token)) to len(encode(text up to its end)); checked against the whole."""
+    whole = list(encode(prompt))
+    before = prompt[:span[0]].rstrip()
+    a = len(encode(before)) if before else 0
+    upto = list(encode(prompt[:span[1]]))
+    b = len(upto)
+    if b <= a or whole[:b] != upto or (a and whole[:a] != list(encode(before))):
+        raise ValueError(f"could not find the tokens of {prompt[span[0]:span[1]]!r} in the prompt {prompt!r} "
+                         "(the text encoder merges them with their neighbours; put a space or a comma around them)")
+    return list(range(a, b))
+
+
+def find_run(seq: Sequence[int], part: Sequence[int], after: int = 0) -> int:
+    """First index >= `after` where `part` occurs in `seq` as a contiguous run; -1 if it does not."""
+    n = len(part)
+    for i in range(after, len(seq) - n + 1):
+        if list(seq[i:i + n]) == list(part):
+            return i
+    return -1
+
+
 def _layout_indices(prompt: str, span: tuple[int, int], words: str, layout: Layout) -> list[int]:
     if not layout:
         raise ValueError("the text layout has no token streams")
     out, offset = [], 0
     for s in layout:
+        if isinstance(s, LLMStream):
+            first, length = s.place(prompt)
+            out += [offset + first + i for i in span_token_indices(prompt, span, s.encode)]
+            offset += length
+            continue
         out += [offset + i for i in word_token_indices(prompt, span, words, s.tokenize, s.start, s.end)]
         offset += sum(len(c) for c in s.tokenize(prompt))
     return out

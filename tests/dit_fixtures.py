@@ -70,6 +70,79 @@ def flux2(seed: int = 0):
     return _patcher(model)
 
 
+def _family_model(cls_name: str, cfg: dict, seed: int, since: str = "0.33"):
+    """A tiny random MODEL from ComfyUI's own supported_models.<cls_name> built with `cfg` (all parameters
+    seeded; several are allocated empty); pytest skips on a ComfyUI without that class."""
+    import comfy.supported_models
+    import pytest
+
+    cls = getattr(comfy.supported_models, cls_name, None)
+    if cls is None:
+        pytest.skip(f"this ComfyUI has no {cls_name} (supported_models.{cls_name}, ComfyUI {since}+)")
+    conf = cls(cfg)
+    conf.set_inference_dtype(torch.float32, None)
+    model = conf.get_model({}, device="cpu")
+    _init(model.diffusion_model, torch.Generator().manual_seed(seed))
+    return _patcher(model)
+
+
+def klein(seed: int = 0):
+    """A tiny random Flux.2 klein MODEL (no guidance embedding), from supported_models.Flux2."""
+    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64,
+               hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=False, global_modulation=True,
+               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0,
+               txt_ids_dims=[3])
+    return _family_model("Flux2", cfg, seed)
+
+
+def chroma(seed: int = 0):
+    """A tiny random Chroma MODEL (19 + 38 blocks cut to 2 + 2, width 64) from supported_models.Chroma."""
+    cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=4096, hidden_size=64,
+               mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+               patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=1, guidance_embed=False)
+    import dataclasses
+
+    import comfy.ldm.chroma.model as chroma_model
+
+    fields = {f.name for f in dataclasses.fields(chroma_model.ChromaParams)}
+    cfg = {k: v for k, v in dict(cfg, txt_ids_dims=[], vec_in_dim=None).items() if k in fields or k == "image_model"}
+    return _family_model("Chroma", cfg, seed, "0.3.40")
+
+
+def qwen_image(seed: int = 0, layers: int = 4):
+    """A tiny random Qwen-Image MODEL (60 blocks cut to `layers`, 2 heads x 32) from supported_models.QwenImage."""
+    cfg = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=layers,
+               attention_head_dim=32, num_attention_heads=2, joint_attention_dim=64, axes_dims_rope=(8, 12, 12))
+    return _family_model("QwenImage", cfg, seed, "0.3.50")
+
+
+def z_image(seed: int = 0, layers: int = 4):
+    """A tiny random Z-Image MODEL (NextDiT, 30 layers cut to `layers`, width 256: its modulation needs 256)
+    from supported_models.ZImage."""
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=layers,
+               n_refiner_layers=1, n_heads=8, n_kv_heads=8, qk_norm=True, axes_dims=[8, 12, 12],
+               axes_lens=[1536, 512, 512], rope_theta=256.0, ffn_dim_multiplier=8 / 3, z_image_modulation=True,
+               time_scale=1000.0, pad_tokens_multiple=32)
+    return _family_model("ZImage", cfg, seed, "0.33")
+
+
+FAMILY_TEXT = {"flux2": (64, 3.5), "klein": (64, None), "chroma": (4096, None), "qwen_image": (64, None),
+               "z_image": (64, None)}  # text width of the tiny models, distilled guidance in the cond
+
+
+def family_conds(family: str, tokens: int = 24, seed: int = 2):
+    """(positive, negative) CONDITIONING for a tiny model of a 2026 family: random text features."""
+    g = torch.Generator().manual_seed(seed)
+    width, guidance = FAMILY_TEXT[family]
+    extra = {} if guidance is None else {"guidance": guidance}
+    if family == "chroma":
+        extra["pooled_output"] = None  # what ComfyUI's T5-only text encode gives (0.3.x's Chroma reads the key)
+    pos = [[torch.randn(1, tokens, width, generator=g), dict(extra)]]
+    neg = [[torch.zeros(1, tokens, width), dict(extra)]]
+    return pos, neg
+
+
 def sd3_state_dict(depth: int = 2, self_attn: tuple[int, ...] = (0,), qk_norm: str | None = "rms", seed: int = 0,
                    num_blocks: int | None = None, context_dim: int = 4096, pooled_dim: int = 2048) -> dict:
     """State dict of a random MMDiT in SD3 / SD3.5 layout (hidden 64 x depth, depth heads; SD3.5-medium style

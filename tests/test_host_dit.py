@@ -342,8 +342,8 @@ def test_other_dits_are_refused_with_a_message(host):
     patcher = comfy.model_patcher.ModelPatcher(aura, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     for node in (lambda: guided(host, patcher),
                  lambda: host.guidance.PoSAttentionCapture.execute(patcher, relations(), "auto")):
-        with pytest.raises(ValueError, match=r"works on SD1.x, SD2.x, SDXL .*Flux.1 dev / schnell and SD3 / SD3.5.*"
-                                             r"this model is AuraFlow"):
+        with pytest.raises(ValueError, match=r"works on SD1.x, SD2.x, SDXL .*Flux.1 dev / schnell, Flux.2 dev / klein, "
+                                             r"Chroma, SD3 / SD3.5.*Qwen-Image and Z-Image.*this model is AuraFlow"):
             with torch.inference_mode():
                 node()
 

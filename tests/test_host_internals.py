@@ -293,15 +293,16 @@ def test_server_flags(comfyui_path, flag):
 
 def test_flux2_is_not_taken_for_flux1(host):
     """A Flux.2 model (ComfyUI 0.33's supported_models.Flux2: the same Flux class, global modulation) is never
-    guided as Flux.1: the family detection refuses it by name until it has a family of its own."""
+    guided as Flux.1: Flux.1's detection refuses it by its model_base class and global modulation, and it gets
+    the Flux.2 family (whose copies read the modulation from `vec`)."""
     import dit_fixtures
-    from pos_spatial_pack.nodes.families import family_of
+    from pos_spatial_pack.nodes.families import family_of, flux
 
     with torch.inference_mode():
         m = dit_fixtures.flux2()
     assert type(m.model.diffusion_model).__name__ == "Flux"  # what made it look like Flux.1
-    with pytest.raises(ValueError, match="Flux2"):
-        family_of(m)
+    assert type(m.model).__name__ == "Flux2" and m.model.diffusion_model.params.global_modulation
+    assert flux.detect(m) is None and family_of(m).name == "flux2"
     with torch.inference_mode():
         assert family_of(dit_fixtures.flux()).name == "flux"
 

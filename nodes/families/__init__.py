@@ -1,17 +1,20 @@
 """Model families PSG guides, each behind one small interface (families.base.Family): UNet (SD1.x, SD2.x,
-SDXL), Flux.1 and SD3 / SD3.5. `family_of` picks one from the MODEL; the engine never asks which."""
+SDXL), Flux.1, Flux.2, Chroma, SD3 / SD3.5, Qwen-Image and Z-Image. `family_of` picks one from the MODEL; the
+engine never asks which."""
 
 from __future__ import annotations
 
-from . import flux, sd3, unet
+from . import chroma, flux, flux2, qwen_image, sd3, unet, z_image
 from .base import Family
 
-SUPPORTED = "SD1.x, SD2.x, SDXL (UNet cross-attention), Flux.1 dev / schnell and SD3 / SD3.5 medium / large (joint attention)"
+SUPPORTED = ("SD1.x, SD2.x, SDXL (UNet cross-attention), Flux.1 dev / schnell, Flux.2 dev / klein, Chroma, "
+             "SD3 / SD3.5 medium / large, Qwen-Image and Z-Image (joint attention)")
+DETECTORS = (unet.detect, flux.detect, flux2.detect, chroma.detect, sd3.detect, qwen_image.detect, z_image.detect)
 
 
 def family_of(model) -> Family:
     """The family of a MODEL, or ValueError naming what PoS Guidance supports."""
-    for detect in (unet.detect, flux.detect, sd3.detect):
+    for detect in DETECTORS:
         family = detect(model)
         if family is not None:
             return family

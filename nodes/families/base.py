@@ -67,6 +67,7 @@ class Family:
     (`install`), and what that pass needs around it (`grad_pass`). Chosen once from the MODEL."""
 
     name = ""
+    label = ""  # the family as messages name it
     loss_scale = 1.0  # default multiplier of the PoS loss (loss_scale = -1 on the node)
     max_step = 0.0  # default step cap (max_step = -1 on the node); 0 = the paper's step, uncapped
     maps_most = 5  # "maps": at most this many candidates kept (pos_core.attention.pick_best)

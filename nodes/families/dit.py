@@ -121,3 +121,31 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None) -> torch.
             mask = mask.unsqueeze(1)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
     return out.transpose(1, 2).reshape(b, -1, heads * d)
+
+
+def grad_override(capture=None):
+    """optimized_attention_override of the gradient pass for families whose stock blocks are differentiable
+    as they are (no in-place updates: Qwen-Image, Z-Image): the attention runs as PyTorch SDPA (the backend
+    ComfyUI or another node chose may have no backward), and `capture` sees its rotated q, k first."""
+
+    def override(func, *args, **kwargs):
+        q, k, v = args[0], args[1], args[2]
+        heads = kwargs.get("heads", args[3] if len(args) > 3 else None)
+        mask = kwargs.get("mask", args[4] if len(args) > 4 else None)
+        skip = kwargs.get("skip_reshape", False)
+        qh, kh, vh = (heads_view(t, heads, skip) for t in (q, k, v))
+        if capture is not None:
+            capture(qh, kh)
+        out = sdpa(qh, kh, vh, mask)
+        if kwargs.get("skip_output_reshape", False):
+            return out.reshape(out.shape[0], out.shape[1], qh.shape[1], -1).transpose(1, 2)
+        return out
+
+    return override
+
+
+def with_override(args: dict, override) -> dict:
+    """Block arguments whose transformer_options carry `override` (the caller's dict is not changed)."""
+    to = dict(args.get("transformer_options") or {})
+    to["optimized_attention_override"] = override
+    return dict(args, transformer_options=to)

@@ -61,10 +61,15 @@ def _attention(q, k, v, pe, mask, capture):
     return sdpa(q, k, v, mask)
 
 
-def double_forward(blk: DoubleStreamBlock, img, txt, vec, pe, attn_mask=None, capture=None):
-    """DoubleStreamBlock.forward without in-place updates (text first, no modulation dims)."""
-    img_mod1, img_mod2 = blk.img_mod(vec)
-    txt_mod1, txt_mod2 = blk.txt_mod(vec)
+def double_forward(blk, img, txt, vec, pe, attn_mask=None, capture=None):
+    """DoubleStreamBlock.forward without in-place updates (text first, no modulation dims). A block without
+    its own modulation (Flux.2's global modulation, Chroma's approximator) gets it in `vec`, as the stock
+    block does: ((img_mod1, img_mod2), (txt_mod1, txt_mod2))."""
+    if getattr(blk, "img_mod", None) is not None:
+        img_mod1, img_mod2 = blk.img_mod(vec)
+        txt_mod1, txt_mod2 = blk.txt_mod(vec)
+    else:
+        (img_mod1, img_mod2), (txt_mod1, txt_mod2) = vec
     img_modulated = apply_mod(blk.img_norm1(img), (1 + img_mod1.scale), img_mod1.shift)
     img_qkv = blk.img_attn.qkv(img_modulated)
     img_q, img_k, img_v = img_qkv.view(img_qkv.shape[0], img_qkv.shape[1], 3, blk.num_heads, -1).permute(2, 0, 3, 1, 4)
@@ -85,15 +90,21 @@ def double_forward(blk: DoubleStreamBlock, img, txt, vec, pe, attn_mask=None, ca
     return img, txt
 
 
-def single_forward(blk: SingleStreamBlock, x, vec, pe, attn_mask=None, capture=None):
-    """SingleStreamBlock.forward without the in-place residual add."""
-    mod, _ = blk.modulation(vec)
+def single_forward(blk, x, vec, pe, attn_mask=None, capture=None):
+    """SingleStreamBlock.forward without the in-place residual add (the modulation in `vec` where the block
+    has none; Flux.2's gated SiLU MLP input is twice as wide: `mlp_hidden_dim_first`)."""
+    mod = blk.modulation(vec)[0] if getattr(blk, "modulation", None) is not None else vec
+    first = getattr(blk, "mlp_hidden_dim_first", blk.mlp_hidden_dim)
     qkv, mlp = torch.split(blk.linear1(apply_mod(blk.pre_norm(x), (1 + mod.scale), mod.shift)),
-                           [3 * blk.hidden_size, blk.mlp_hidden_dim], dim=-1)
+                           [3 * blk.hidden_size, first], dim=-1)
     q, k, v = qkv.view(qkv.shape[0], qkv.shape[1], 3, blk.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k = blk.norm(q, k, v)
     attn = _attention(q, k, v, pe, attn_mask, capture)
-    output = blk.linear2(torch.cat((attn, blk.mlp_act(mlp)), 2))
+    if getattr(blk, "yak_mlp", False):
+        mlp = blk.mlp_act(mlp[..., first // 2:]) * mlp[..., :first // 2]
+    else:
+        mlp = blk.mlp_act(mlp)
+    output = blk.linear2(torch.cat((attn, mlp), 2))
     x = x + apply_mod(output, mod.gate)
     if x.dtype == torch.float16:
         x = torch.nan_to_num(x, nan=0.0, posinf=65504, neginf=-65504)
@@ -104,6 +115,8 @@ class FluxFamily(Family):
     """Flux.1: maps from chosen double / single blocks; default the published best double blocks."""
 
     name = "flux"
+    label = "Flux"  # as messages name it
+    published = (PUBLISHED_BLOCKS, PUBLISHED_DEPTH)  # auto: these double blocks, at the model's relative depth
     loss_scale = LOSS_SCALE
     max_step = MAX_STEP
 
@@ -113,8 +126,8 @@ class FluxFamily(Family):
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
         if level != "auto":
-            raise ValueError("attention_level applies to UNet models; for Flux choose blocks with the blocks input")
-        auto = [("double_block", i) for i in scaled(PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.double)]
+            raise ValueError(f"attention_level applies to UNet models; for {self.label} choose blocks with the blocks input")
+        auto = [("double_block", i) for i in scaled(*self.published, self.double)]
         self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
         return parse_blocks(blocks, self.double, self.single, auto)
 
@@ -166,15 +179,18 @@ class FluxFamily(Family):
         return patch
 
 
+def stock_blocks(dm, classes=(DoubleStreamBlock, SingleStreamBlock)) -> bool:
+    """Whether a Flux-style model runs the block classes the gradient pass copies, text first."""
+    blocks = list(dm.double_blocks) + list(dm.single_blocks)
+    if not all(type(b) in classes for b in blocks):
+        return False
+    return not any(getattr(b, "flipped_img_txt", False) for b in dm.double_blocks)
+
+
 def detect(model) -> Family | None:
     """The Flux family for a Flux.1 MODEL (stock double/single stream blocks, text first), else None."""
     dm = getattr(model.model, "diffusion_model", None)
-    if type(dm) is not Flux:
-        return None
-    blocks = list(dm.double_blocks) + list(dm.single_blocks)
-    if not all(type(b) in (DoubleStreamBlock, SingleStreamBlock) for b in blocks):
-        return None
-    if any(getattr(b, "flipped_img_txt", False) for b in dm.double_blocks):
+    if type(dm) is not Flux or not stock_blocks(dm):
         return None
     # Flux.2 (ComfyUI 0.33) is built from the same class with global modulation and its own text layout:
     # not Flux.1, whose blocks the gradient pass copies and whose T5 positions the relations index

@@ -61,6 +61,7 @@ class SD3Family(Family):
     """SD3 / SD3.5: maps from chosen joint blocks; default the published best blocks of the variant."""
 
     name = "sd3"
+    label = "SD3"
     loss_scale = LOSS_SCALE
     max_step = MAX_STEP
 

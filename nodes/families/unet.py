@@ -84,6 +84,7 @@ class UNetFamily(Family):
     def __init__(self, model, name: str):
         super().__init__(model)
         self.name = name
+        self.label = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}.get(name, name)
         self.loss_scale = guidance.LOSS_SCALE[name]
 
     maps_most = 1  # one level: its grid is the run's
