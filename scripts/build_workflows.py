@@ -22,6 +22,13 @@ SDXL = "sd_xl_base_1.0.safetensors"
 FLUX_DEV, FLUX_AE = "flux1-dev.safetensors", "ae.safetensors"
 SD35 = "sd3.5_medium.safetensors"
 CLIP_L, CLIP_G, T5XXL = "clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors"
+# the 2026 families (ComfyUI 0.33): the files ComfyUI's own example workflows load
+FLUX2_DEV, FLUX2_TE, FLUX2_VAE = ("flux2_dev_fp8mixed.safetensors", "mistral_3_small_flux2_fp8.safetensors",
+                                  "flux2-vae.safetensors")
+QWEN_IMAGE, QWEN_TE, QWEN_VAE = ("qwen_image_fp8_e4m3fn.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                 "qwen_image_vae.safetensors")
+Z_IMAGE, Z_TE = "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors"  # the Flux VAE (ae.safetensors)
+CHROMA = "Chroma1-HD.safetensors"  # with T5-XXL and the Flux VAE
 # Download links the front end's missing-model dialog offers (node properties.models): every model
 # file a shipped workflow loads needs one here (Hugging Face resolve URLs, .safetensors).
 MODEL_URLS = {
@@ -33,6 +40,16 @@ MODEL_URLS = {
     CLIP_L: "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/" + CLIP_L,
     T5XXL: "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/" + T5XXL,
     CLIP_G: "https://huggingface.co/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/" + CLIP_G,
+    FLUX2_DEV: "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/diffusion_models/" + FLUX2_DEV,
+    FLUX2_TE: "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/text_encoders/" + FLUX2_TE,
+    FLUX2_VAE: "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/" + FLUX2_VAE,
+    QWEN_IMAGE: "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/diffusion_models/"
+                + QWEN_IMAGE,
+    QWEN_TE: "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/" + QWEN_TE,
+    QWEN_VAE: "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/" + QWEN_VAE,
+    Z_IMAGE: "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/" + Z_IMAGE,
+    Z_TE: "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/" + Z_TE,
+    CHROMA: "https://huggingface.co/lodestones/Chroma1-HD/resolve/main/" + CHROMA,
 }
 # ComfyUI model folder of each loader node's files
 MODEL_DIRECTORIES = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
@@ -347,7 +364,59 @@ def psg_sd35():
     }, ("1", 2), 40, 4.5, "sgm_uniform", ("2", 0))
 
 
+def _family(unet, clip, clip_type, vae, sampling, steps, cfg, sampler="euler", guidance=None, latent=None,
+            negative=True):
+    """A 2026-family graph as ComfyUI's example workflow runs it (Load Diffusion Model + Load CLIP of the family's
+    type + Load VAE, its sampling node), with PoS Relations from Prompt and PoS Guidance on the first half."""
+    g = dit_tail({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+        "14": {"class_type": "CLIPLoader", "inputs": {"clip_name": clip, "type": clip_type, "device": "default"}},
+        "15": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
+        "2": relations(clip=("14", 0)),
+        "3": ({"class_type": "CLIPTextEncode", "inputs": {"clip": ["14", 0], "text": NEG}} if negative else
+              {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["2", 0]}}),
+        "17": sampling,
+    }, ("15", 0), steps, cfg, "simple", ("16", 0) if guidance is not None else ("2", 0))
+    g["6"]["inputs"]["sampler_name"] = sampler
+    if sampling is None:  # no sampling node: PoS Guidance on the loaded model
+        del g["17"]
+        g["4"]["inputs"]["model"] = ["1", 0]
+    if guidance is not None:
+        g["16"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["2", 0], "guidance": guidance}}
+    if latent is not None:
+        g["5"] = latent
+    return g
+
+
+def _aura(shift):
+    return {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": shift}}
+
+
+def psg_flux2():
+    """FLUX.2 dev (fp8) with its Mistral 3 text encoder, 20 steps, distilled guidance 4 (cfg 1); PSG on 10."""
+    latent = {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}}
+    return _family(FLUX2_DEV, FLUX2_TE, "flux2", FLUX2_VAE, None, 20, 1.0, guidance=4.0, latent=latent, negative=False)
+
+
+def psg_qwen_image():
+    """Qwen-Image (fp8) with Qwen2.5-VL 7B, shift 3.1, 20 steps, cfg 2.5; PSG on the first 10."""
+    return _family(QWEN_IMAGE, QWEN_TE, "qwen_image", QWEN_VAE, _aura(3.1), 20, 2.5)
+
+
+def psg_z_image():
+    """Z-Image-Turbo with Qwen3 4B, shift 3, 9 steps, cfg 1 (distilled), res_multistep; PSG on the first 4."""
+    g = _family(Z_IMAGE, Z_TE, "lumina2", FLUX_AE, _aura(3.0), 9, 1.0, sampler="res_multistep", negative=False)
+    g["4"]["inputs"]["guided_fraction"] = 0.45
+    return g
+
+
+def psg_chroma():
+    """Chroma1-HD with T5-XXL (CLIP type chroma), 26 steps, cfg 4; PSG on the first 13."""
+    return _family(CHROMA, T5XXL, "chroma", FLUX_AE, None, 26, 4.0)
+
+
 LEGACY_FOLDER = "comfyui-0.3"
+FAMILY_WORKFLOWS = ("pos_psg_flux2", "pos_psg_qwen_image", "pos_psg_z_image", "pos_psg_chroma")  # ComfyUI 0.33+
 RENAMED_NODES = ("sr4g_lora_training", "sr4g_pos_lora_training", "sr4g_benchmark")  # stock training nodes renamed
 WORKFLOWS = {
     "pos_psg_sd15": (lambda: psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
@@ -361,6 +430,11 @@ WORKFLOWS = {
     "pos_psg_flux_dev": (psg_flux_dev, {"4": "PoS Guidance (PSG): Flux.1 dev, first 14 of 28 steps",
                                            "16": "FluxGuidance (distilled guidance; cfg stays 1)"}),
     "pos_psg_sd35": (psg_sd35, {"4": "PoS Guidance (PSG): SD3.5, first 20 of 40 steps"}),
+    "pos_psg_flux2": (psg_flux2, {"4": "PoS Guidance (PSG): Flux.2 dev, first 10 of 20 steps",
+                                   "16": "FluxGuidance 4 (distilled guidance; cfg stays 1)"}),
+    "pos_psg_qwen_image": (psg_qwen_image, {"4": "PoS Guidance (PSG): Qwen-Image, first 10 of 20 steps"}),
+    "pos_psg_z_image": (psg_z_image, {"4": "PoS Guidance (PSG): Z-Image-Turbo, first 4 of 9 steps"}),
+    "pos_psg_chroma": (psg_chroma, {"4": "PoS Guidance (PSG): Chroma, first 13 of 26 steps"}),
     "sr4g_lora_training": (sr4g_lora_training, {"2": "SR4G Spatial Captions: train split -> input/sr4g_train"}),
     "sr4g_pos_lora_training": (sr4g_pos_lora_training, {
         "2": "SR4G Spatial Captions: train split, left / right / above / below",

@@ -34,7 +34,12 @@ FILES = {
     "clip_g.safetensors": ("text_encoders", "clip_g"),
     "t5xxl_fp16.safetensors": ("text_encoders", "t5xxl"),
     "sd3.5_medium.safetensors": ("checkpoints", "sd35_medium"),
+    "Chroma1-HD.safetensors": ("diffusion_models", "chroma_hd"),
+    "z_image_turbo_bf16.safetensors": ("diffusion_models", "z_image_turbo"),
+    "qwen_3_4b.safetensors": ("text_encoders", "qwen3_4b"),
 }
+# files of families a ComfyUI may lack (Z-Image: 0.33+): built and linked only where its classes exist
+NEEDS = {"z_image_turbo_bf16.safetensors": "ZImage", "qwen_3_4b.safetensors": "ZImage"}
 VAE16 = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
          "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
@@ -110,6 +115,61 @@ def flux_dev() -> dict:
             for k, v in sd.items()}
 
 
+def _rms_scale(sd: dict) -> dict:
+    """RMSNorm weights under the official files' `.scale` names (ComfyUI 0.33's classes say `.weight`; both
+    versions load `.scale`, 0.3.64's detection needs it)."""
+    import re
+
+    return {re.sub(r"(query_norm|key_norm|norms\.\d+)\.weight$", r"\1.scale", k): v for k, v in sd.items()}
+
+
+def chroma_hd() -> dict:
+    """Chroma1-HD at its real width (3072, 24 heads; detection fixes the approximator) with 1 double + 1 single."""
+    import comfy.supported_models
+    from dit_fixtures import flux_config
+
+    cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=4096, hidden_size=3072,
+               mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+               patch_size=2, qkv_bias=True, in_dim=64, out_dim=3072, hidden_dim=5120, n_layers=5)
+    import dataclasses
+
+    import comfy.ldm.chroma.model as chroma_model
+
+    fields = {f.name for f in dataclasses.fields(chroma_model.ChromaParams)}
+    cfg = {k: v for k, v in flux_config(dict(cfg, vec_in_dim=None)).items() if k in fields or k == "image_model"}
+    with torch.device("meta"):
+        model = comfy.supported_models.Chroma(cfg).get_model({}, device="meta")
+    return _rms_scale(_random(_shapes(model.diffusion_model), 18, torch.bfloat16))
+
+
+def z_image_turbo() -> dict:
+    """Z-Image-Turbo at its real width (3840, 30 heads; what detection assumes) with 2 main layers (detection reads
+    the second-to-last) and its 2 + 2 refiner layers."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=3840, cap_feat_dim=2560, n_layers=2,
+               n_heads=30, n_kv_heads=30, qk_norm=True, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512],
+               rope_theta=256.0, ffn_dim_multiplier=8 / 3, z_image_modulation=True, time_scale=1000.0,
+               pad_tokens_multiple=32)
+    with torch.device("meta"):
+        model = comfy.supported_models.ZImage(cfg).get_model({}, device="meta")
+    return _random(_shapes(model.diffusion_model), 19, torch.bfloat16)
+
+
+def qwen3_4b() -> dict:
+    """Qwen3-4B (Z-Image's and Flux.2 klein 4B's text encoder) in ComfyUI's layout: ComfyUI builds it from a
+    fixed config, so the file is full size (4 B parameters), stored as fp8 e4m3fn (4 GB), norms at 1."""
+    import comfy.ops
+    import comfy.text_encoders.llama as llama
+
+    with torch.device("meta"):
+        model = llama.Qwen3_4B({}, torch.float32, "meta", comfy.ops.manual_cast)
+    shapes = _shapes(model)
+    sd = _random({k: v for k, v in shapes.items() if "norm" not in k}, 20, torch.float8_e4m3fn)
+    sd.update({k: torch.ones(v, dtype=torch.bfloat16) for k, v in shapes.items() if "norm" in k})
+    return sd
+
+
 def sd35_medium() -> dict:
     """A tiny MMDiT in SD3.5-medium layout (attn2 in block 0, RMS qk-norm) plus a 16-channel VAE, as the
     official single file holds them (no text encoders)."""
@@ -135,9 +195,18 @@ def build(name: str) -> Path:
     return path
 
 
+def available(name: str) -> bool:
+    """Whether this ComfyUI has the model classes file `name` is built from."""
+    import comfy.supported_models
+
+    return name not in NEEDS or hasattr(comfy.supported_models, NEEDS[name])
+
+
 def install(models: Path) -> None:
-    """Link every file into a ComfyUI models/ folder under its official name."""
+    """Link every file this ComfyUI can build into a ComfyUI models/ folder under its official name."""
     for name, (folder, _) in FILES.items():
+        if not available(name):
+            continue
         (models / folder).mkdir(parents=True, exist_ok=True)
         link = models / folder / name
         if not link.exists():
@@ -155,6 +224,9 @@ if __name__ == "__main__":
 
     args.cpu = args.cpu or not torch.cuda.is_available()
     for n in FILES:
+        if not available(n):
+            print(f"{n}: this ComfyUI lacks its classes")
+            continue
         t = time.time()
         p = build(n)
         print(f"{n}: {p.stat().st_size / 1e9:.2f} GB, {time.time() - t:.0f} s")

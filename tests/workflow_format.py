@@ -12,16 +12,19 @@ if _ROOT not in sys.path:  # appended: in front, the pack's nodes/ would shadow 
 
 from pos_core.comfy_client import WIDGET_TYPES, api_to_ui, is_widget, ui_to_api  # noqa: E402
 
-__all__ = ["WIDGET_TYPES", "api_to_ui", "is_widget", "shipped_workflows", "ui_to_api", "LEGACY_FOLDER"]
+__all__ = ["WIDGET_TYPES", "api_to_ui", "is_widget", "shipped_workflows", "ui_to_api", "LEGACY_FOLDER", "NEWER_ONLY"]
 
 WORKFLOWS_DIR = Path(_ROOT) / "workflows"
 # ComfyUI 0.3.x variants of the workflows whose stock nodes were renamed since (scripts/build_workflows.py)
 LEGACY_FOLDER = "comfyui-0.3"
+# workflows of model families a 0.3.x ComfyUI does not have (Flux.2, Z-Image: ComfyUI 0.33+)
+NEWER_ONLY = ("pos_psg_flux2", "pos_psg_z_image")
 
 
 def shipped_workflows(version: tuple[int, ...] | None = None) -> list[Path]:
     """The workflows a ComfyUI of `version` loads: workflows/*.json, with the comfyui-0.3/ variant in place of
-    a workflow that has one on 0.3.x; None = every shipped file (both sets), for file-level checks."""
+    a workflow that has one on 0.3.x and without the families 0.3.x lacks; None = every shipped file (both
+    sets), for file-level checks."""
     top = sorted(WORKFLOWS_DIR.glob("*.json"))
     legacy = sorted((WORKFLOWS_DIR / LEGACY_FOLDER).glob("*.json"))
     if version is None:
@@ -29,7 +32,7 @@ def shipped_workflows(version: tuple[int, ...] | None = None) -> list[Path]:
     if version >= (0, 4):
         return top
     old = {p.stem: p for p in legacy}
-    return [old.get(p.stem, p) for p in top]
+    return [old.get(p.stem, p) for p in top if p.stem not in NEWER_ONLY]
 
 
 def comfyui_version(path: str | Path) -> tuple[int, ...]:
