@@ -36,7 +36,23 @@ def targets() -> str:
 # page lists exactly its node's inputs and outputs.
 REWRITTEN = {"Nodes": ROOT / "web" / "docs"}
 # Lines corrected on the way (old text, why).
-CORRECTED = {"`[PoS spatial] 9 nodes: ...`. The pack imports in well under a second with no network access.":
+CORRECTED = {"cross-attention) and on Flux.1 dev / schnell and SD3 / SD3.5 (DiT joint attention).":
+             "the family list gained the 2026 families (Flux.2, Chroma, Qwen-Image, Z-Image; issue 30)",
+             "## PoS Guidance on Flux.1 and SD3 / SD3.5 (DiT joint attention)":
+             "the DiT page's title names the 2026 families too (docs/flux_sd3.md, issue 30)",
+             "| Nodes | PoS Relations from Prompt and PoS Relation (token positions in the DiT's text sequence), PoS Guidance, "
+             "PoS Attention Capture, PoS Attention Maps, PoS Seed Search. |":
+             "the same row with PoS Layout from Relations and PoS Train LoRA's scope (docs/flux_sd3.md, issue 30)",
+             "| Refused | Every other model, with a message naming what is supported: `PoS Guidance works on SD1.x, SD2.x, "
+             "SDXL (UNet cross-attention), Flux.1 dev / schnell and SD3 / SD3.5 medium / large (joint attention); this "
+             "model is AuraFlow (MMDiT), which it cannot guide.` (HiDream, Qwen-Image, Lumina 2, Wan, AuraFlow, Chroma, "
+             "PixArt, ...). Text encoders other than SD1/SD2/SDXL CLIP, Flux's CLIP-L + T5 and SD3's CLIP-L + CLIP-G + "
+             "T5 get a similar message from the relation nodes. |":
+             "the message names the 2026 families now; Qwen-Image and Chroma left the refused list (docs/flux_sd3.md)",
+             "(`nodes/families/`: `unet.py`, `flux.py`, `sd3.py`, chosen once from the MODEL by `family_of`): where the":
+             "the same sentence with the four new family files (docs/flux_sd3.md)",
+             "### Limitations on Flux and SD3": "now 'Limitations on the DiT families' (docs/flux_sd3.md)",
+             "`[PoS spatial] 9 nodes: ...`. The pack imports in well under a second with no network access.":
              "the pack registers 10 nodes (the old README said 9)",
              "from the start. Either way the `LATENT` output is what a KSampler with `best_seed` makes; host tests":
              "the same latent up to floating-point rounding (batched candidates), as docs/tests.md now says",

@@ -334,3 +334,66 @@ def test_differentiable_model_code(host):
             raise AssertionError(changed(internal, f"a stock Flux forward cannot backpropagate ({e})")) from None
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert not getattr(mm, "in_training", False), changed(internal, "in_training left set after the pass")
+
+
+def _source(obj) -> str:
+    return inspect.getsource(obj)
+
+
+def test_2026_family_model_code(host):
+    """What the Flux.2, Chroma, Qwen-Image and Z-Image families read of ComfyUI's model code (each where this
+    ComfyUI has the family: Chroma and Qwen-Image on 0.3.64 too)."""
+    import comfy.model_base
+    import comfy.supported_models
+
+    internal = "2026 family model code"
+    if hasattr(comfy.supported_models, "Flux2"):  # Flux.2: Flux's class, model_base.Flux2, global modulation
+        import comfy.ldm.flux.model as flux_model
+        import comfy.ldm.flux.layers as flux_layers
+
+        has(comfy.model_base, ["Flux2"], internal, "comfy.model_base")
+        assert "global_modulation" in {f.name for f in __import__("dataclasses").fields(flux_model.FluxParams)}, \
+            changed(internal, "FluxParams has no global_modulation")
+        assert "mlp_hidden_dim_first" in _source(flux_layers.SingleStreamBlock.__init__), \
+            changed(internal, "SingleStreamBlock has no mlp_hidden_dim_first")
+        assert "= vec" in _source(flux_layers.DoubleStreamBlock.forward), \
+            changed(internal, "DoubleStreamBlock no longer takes its modulation from vec")
+    import comfy.ldm.chroma.model as chroma_model
+
+    has(chroma_model, ["Chroma", "ChromaParams"], internal, "comfy.ldm.chroma.model")
+    assert "original_block" in _source(chroma_model.Chroma), changed(internal, "Chroma has no dit block replace")
+    import comfy.ldm.qwen_image.model as qwen
+
+    has(qwen, ["QwenImageTransformer2DModel"], internal, "comfy.ldm.qwen_image.model")
+    src = _source(qwen.QwenImageTransformer2DModel)
+    assert '("double_block", i) in blocks_replace' in src and "original_block" in src, \
+        changed(internal, "Qwen-Image has no dit double_block replace")
+    assert "transformer_options=transformer_options" in _source(qwen.Attention.forward), \
+        changed(internal, "Qwen-Image's attention no longer passes transformer_options (the attention override)")
+    if hasattr(comfy.supported_models, "ZImage"):  # Z-Image: NextDiT, read by override + noise_refiner patch
+        import comfy.ldm.lumina.model as lumina
+
+        src = _source(lumina.NextDiT)
+        for needle in ('"noise_refiner" in patches', 'transformer_options["block_index"] = i',
+                       'transformer_options["block_type"] = "double"', "pad_tokens_multiple"):
+            assert needle in src, changed(internal, f"NextDiT lacks {needle!r}")
+        assert "transformer_options=transformer_options" in _source(lumina.JointAttention.forward), \
+            changed(internal, "NextDiT's attention no longer passes transformer_options (the attention override)")
+
+
+def test_llm_tokenizer_interface(host):
+    """What the relation nodes read of the 2026 families' tokenizers: `clip.tokenize(text, llama_template=...)`
+    (the bare prompt), the per-encoder tokenizer attribute and its pad_token; the drop and padding rules are
+    checked against ComfyUI's code in test_host_tokens_llm.py."""
+    import comfy.sd1_clip
+    import comfy.text_encoders.qwen_image as qwen_te
+
+    internal = "LLM tokenizer interface"
+    params(qwen_te.QwenImageTokenizer.tokenize_with_weights, ["text", "llama_template"], internal)
+    src = _source(comfy.sd1_clip.SD1Tokenizer.__init__)
+    assert "setattr(self, self.clip" in src, changed(internal, "SD1Tokenizer no longer keeps its tokenizer as an attribute")
+    tok = qwen_te.QwenImageTokenizer()
+    inner = getattr(tok, "qwen25_7b", None) or getattr(tok, "clip_qwen25_7b", None)
+    assert inner is not None and getattr(inner, "pad_token", None) == 151643, changed(internal, "no qwen25_7b pad_token")
+    assert "template_end" in _source(qwen_te.QwenImageTEModel.encode_token_weights), \
+        changed(internal, "Qwen-Image's encoder no longer drops its template by template_end")
