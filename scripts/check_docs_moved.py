@@ -36,7 +36,9 @@ def targets() -> str:
 # page lists exactly its node's inputs and outputs.
 REWRITTEN = {"Nodes": ROOT / "web" / "docs"}
 # Lines corrected on the way (old text, why).
-CORRECTED = {"cross-attention) and on Flux.1 dev / schnell and SD3 / SD3.5 (DiT joint attention).":
+CORRECTED = {"fine-tunes of them) and on Flux.1 and SD3 / SD3.5; other DiTs (HiDream, Qwen-Image, Lumina 2, Wan, …)":
+             "the limitations list the 2026 families as guided now (docs/limitations.md, issue 30)",
+             "cross-attention) and on Flux.1 dev / schnell and SD3 / SD3.5 (DiT joint attention).":
              "the family list gained the 2026 families (Flux.2, Chroma, Qwen-Image, Z-Image; issue 30)",
              "## PoS Guidance on Flux.1 and SD3 / SD3.5 (DiT joint attention)":
              "the DiT page's title names the 2026 families too (docs/flux_sd3.md, issue 30)",
