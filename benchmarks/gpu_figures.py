@@ -70,6 +70,24 @@ FLUX_DEV = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=
                 hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38,
                 axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
 
+# the 2026 families at their real sizes (ComfyUI 0.33's detection configs; Chroma and Qwen-Image exist on 0.3.x too)
+FLUX2_DEV = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=15360,
+                 hidden_size=6144, mlp_ratio=3.0, num_heads=48, depth=8, depth_single_blocks=48, axes_dim=[32] * 4,
+                 theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
+                 mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0,
+                 txt_ids_dims=[3])
+CHROMA = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=4096, hidden_size=3072,
+              mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38, axes_dim=[16, 56, 56], theta=10000,
+              patch_size=2, qkv_bias=True, in_dim=64, out_dim=3072, hidden_dim=5120, n_layers=5, vec_in_dim=None)
+QWEN_IMAGE = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=60,
+                  attention_head_dim=128, num_attention_heads=24, joint_attention_dim=3584, axes_dims_rope=(16, 56, 56))
+Z_IMAGE = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=3840, cap_feat_dim=2560, n_layers=30,
+               n_heads=30, n_kv_heads=30, qk_norm=True, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512],
+               rope_theta=256.0, ffn_dim_multiplier=8 / 3, z_image_modulation=True, time_scale=1000.0,
+               pad_tokens_multiple=32)
+# text width and a prompt's length as the model gets it (Flux.2 dev: padded to 512 by the model)
+FAMILY_TEXT = {"flux2": (15360, 64), "chroma": (4096, 24), "qwen_image": (3584, 32), "z_image": (2560, 32)}
+
 # --smoke: the same classes at tiny widths and depths
 SD15_TINY = dict(SD15, model_channels=64, num_res_blocks=[1, 1], channel_mult=[1, 2], transformer_depth=[1, 1],
                  transformer_depth_output=[1, 1, 1, 1])
@@ -79,6 +97,12 @@ SD35M_TINY = dict(SD35M, depth=2, pos_embed_max_size=32, num_patches=1024, x_blo
                   context_embedder_config={"target": "torch.nn.Linear",
                                            "params": {"in_features": 4096, "out_features": 128}})
 FLUX_TINY = dict(FLUX_DEV, hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12])
+FLUX2_TINY = dict(FLUX2_DEV, context_in_dim=15360, hidden_size=64, num_heads=2, depth=1, depth_single_blocks=1,
+                  axes_dim=[8, 8, 8, 8])
+CHROMA_TINY = dict(CHROMA, hidden_size=64, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+                   out_dim=64, hidden_dim=64, n_layers=1)
+QWEN_IMAGE_TINY = dict(QWEN_IMAGE, num_layers=2, attention_head_dim=32, num_attention_heads=2, axes_dims_rope=(8, 12, 12))
+Z_IMAGE_TINY = dict(Z_IMAGE, dim=256, n_layers=2, n_refiner_layers=1, n_heads=8, n_kv_heads=8, axes_dims=[8, 12, 12])
 
 # name, label, ComfyUI class, config, tiny config, size px, tiny size, cfg, scheduler, a-priori H100 seconds
 MODELS = [
@@ -86,7 +110,13 @@ MODELS = [
     ("sdxl", "SDXL UNet", "SDXL", SDXL, SDXL_TINY, 1024, 64, 7.0, "normal", 50),
     ("sd35m", "SD3.5-medium", "SD3", SD35M, SD35M_TINY, 1024, 128, 4.5, "simple", 60),
     ("flux", "FLUX.1-dev", "Flux", FLUX_DEV, FLUX_TINY, 1024, 128, 1.0, "simple", 150),
+    ("chroma", "Chroma1-HD", "Chroma", CHROMA, CHROMA_TINY, 1024, 128, 4.0, "simple", 150),
+    ("z_image", "Z-Image-Turbo", "ZImage", Z_IMAGE, Z_IMAGE_TINY, 1024, 128, 1.0, "simple", 80),
+    ("qwen_image", "Qwen-Image", "QwenImage", QWEN_IMAGE, QWEN_IMAGE_TINY, 1024, 128, 2.5, "simple", 300),
+    ("flux2", "FLUX.2-dev", "Flux2", FLUX2_DEV, FLUX2_TINY, 1024, 128, 1.0, "simple", 600),
 ]
+NEW_FAMILIES = ("chroma", "z_image", "qwen_image", "flux2")  # --models default leaves them out: the first four fit
+                                                              # one 15-minute GPU session; name them to measure them
 SMOKE_GUESS = 15  # a-priori seconds per tiny model on one CPU thread
 
 
@@ -133,7 +163,16 @@ def build(name: str, cls_name: str, config: dict, smoke: bool, meta: bool = Fals
     import comfy.supported_models
     import torch
 
-    cls = getattr(comfy.supported_models, cls_name)
+    cls = getattr(comfy.supported_models, cls_name, None)
+    if cls is None:
+        raise RuntimeError(f"{name}: this ComfyUI has no {cls_name} (supported_models.{cls_name}; ComfyUI 0.33+)")
+    if cls_name == "Chroma":  # the fields this ComfyUI's ChromaParams has (0.33 added txt_ids_dims, vec_in_dim)
+        import dataclasses
+
+        import comfy.ldm.chroma.model as chroma_model
+
+        fields = {f.name for f in dataclasses.fields(chroma_model.ChromaParams)}
+        config = {k: v for k, v in dict(config, txt_ids_dims=[]).items() if k in fields or k == "image_model"}
     if cls_name in ("Flux", "FluxSchnell"):  # ComfyUI 0.33's FluxParams needs txt_ids_dims ([] for Flux.1)
         from dit_fixtures import flux_config
 
@@ -155,12 +194,28 @@ def build(name: str, cls_name: str, config: dict, smoke: bool, meta: bool = Fals
     return comfy.model_patcher.ModelPatcher(model, load_device=load, offload_device=mm.unet_offload_device()), dtype
 
 
+def empty_latent(model, size: int) -> dict:
+    """An empty LATENT of the model's own format (Flux.2: 128 channels at 1/16; Qwen-Image: 5-D)."""
+    import torch
+
+    fmt = model.model.latent_format
+    ratio = getattr(fmt, "spacial_downscale_ratio", 8)
+    shape = (1, fmt.latent_channels, size // ratio, size // ratio)
+    if getattr(fmt, "latent_dimensions", 2) == 3:
+        shape = shape[:2] + (1,) + shape[2:]
+    return {"samples": torch.zeros(shape)}
+
+
 def depth(dm) -> str:
     """What a diffusion model is made of, in words: its blocks (DiT) or cross-attention layers (UNet)."""
     if hasattr(dm, "double_blocks"):
         return f"{len(dm.double_blocks)} double + {len(dm.single_blocks)} single blocks"
     if hasattr(dm, "joint_blocks"):
         return f"{len(dm.joint_blocks)} joint blocks"
+    if hasattr(dm, "transformer_blocks"):
+        return f"{len(dm.transformer_blocks)} dual-stream blocks"
+    if hasattr(dm, "layers") and hasattr(dm, "noise_refiner"):
+        return f"{len(dm.layers)} layers + {len(dm.noise_refiner)} + {len(dm.context_refiner)} refiners"
     return f"{sum(1 for m in dm.modules() if type(m).__name__ == 'CrossAttention') // 2} transformer blocks"
 
 
@@ -171,7 +226,11 @@ def full_configs() -> list[dict]:
     out = []
     with torch.inference_mode():
         for name, label, cls_name, config, *_ in MODELS:
-            model, _ = build(name, cls_name, config, smoke=False, meta=True)
+            try:
+                model, _ = build(name, cls_name, config, smoke=False, meta=True)
+            except RuntimeError as e:  # a family this ComfyUI lacks
+                out.append({"model": name, "label": label, "note": str(e)})
+                continue
             dm = model.diffusion_model
             out.append({"model": name, "label": label, "class": type(model).__name__, "depth": depth(dm),
                         "params": sum(p.numel() for p in dm.parameters())})
@@ -186,6 +245,11 @@ def conditioning(name: str, size: int):
 
     if name in ("flux", "sd35m"):
         return dit_fixtures.conds("flux" if name == "flux" else "sd3")
+    if name in FAMILY_TEXT:
+        g = torch.Generator().manual_seed(2)
+        width, tokens = FAMILY_TEXT[name]
+        extra = {"guidance": 4.0} if name == "flux2" else {"pooled_output": None} if name == "chroma" else {}
+        return [[torch.randn(1, tokens, width, generator=g), dict(extra)]], [[torch.zeros(1, tokens, width), dict(extra)]]
     g = torch.Generator().manual_seed(2)
     width, extra = (768, {}) if name == "sd15" else (2048, {"pooled_output": torch.randn(1, 1280, generator=g),
                                                             "width": size, "height": size})
@@ -246,7 +310,7 @@ def run_model(spec, steps: int, smoke: bool, deadline: float) -> dict:
         row["weights_bytes"] = torch.cuda.memory_allocated()
     rels = RelationSet(PROMPT, (TokenRelation("cat", "left", "dog", CAT, DOG),))
     pos, neg = conditioning(name, size)
-    latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
+    latent = empty_latent(model, size)
     guided_steps = steps // 2
     search_steps = max(1, steps // 5)
     calls = 2 if cfg != 1.0 else 1  # cond + uncond rows are one batched call, but twice the work
@@ -359,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="sampling steps per image (half guided)")
     ap.add_argument("--budget-s", type=float, default=540.0,
                     help="stop starting models / variants whose estimate would end past this many seconds")
-    ap.add_argument("--models", default="sd15,sdxl,sd35m,flux", help="comma-separated subset, in this order")
+    ap.add_argument("--models", default="sd15,sdxl,sd35m,flux",
+                    help="comma-separated subset, in this order; also " + ",".join(NEW_FAMILIES) + " (the 2026 families)")
     ap.add_argument("--smoke", action="store_true", help="tiny widths and depths on the CPU: checks the code path")
     ap.add_argument("--out", default="gpu_figures.json", help="JSON output file")
     a = ap.parse_args(argv)
@@ -385,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.smoke:  # the full-size configs too, on the meta device: ComfyUI builds them as the GPU run will
         report["full_configs"] = full_configs()
         print("full-size configs (built on the meta device): " + "; ".join(
-            f"{c['label']} {c['class']} {c['depth']} {c['params'] / 1e6:.0f}M" for c in report["full_configs"]), flush=True)
+            f"{c['label']} {c['class']} {c['depth']} {c['params'] / 1e6:.0f}M" if "params" in c else f"{c['label']}: {c['note']}"
+            for c in report["full_configs"]), flush=True)
     for spec in MODELS:
         if spec[0] not in wanted:
             continue

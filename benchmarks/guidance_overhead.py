@@ -48,13 +48,19 @@ def child_dit(family: str, variant: str, steps: int, size: int) -> dict:
     from pos_spatial_pack.nodes.guidance import PoSGuidance
     from pos_spatial_pack.pos_core.tokens import RelationSet, TokenRelation
 
-    cfg = 1.0 if family == "flux" else 4.5
+    cfg = {"flux": 1.0, "sd3": 4.5}.get(family, FAMILY_CFG.get(family))
     rels = RelationSet("a photo of a cat to the left of a dog",
                        (TokenRelation("cat", "left", "dog", (4,), (10,)),))  # T5 positions of cat / dog
     with torch.inference_mode():
-        model = dit_fixtures.flux(wide=True) if family == "flux" else dit_fixtures.sd3_wide()
-        pos, neg = dit_fixtures.conds("flux" if family == "flux" else "sd3")
-        latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
+        if family in FAMILY_CFG:  # a 2026 family at its real width, reduced depth (gpu_figures' configs)
+            sys.path.append(str(ROOT / "benchmarks"))
+            import gpu_figures
+
+            model, pos, neg, latent = family_model(gpu_figures, family, size)
+        else:
+            model = dit_fixtures.flux(wide=True) if family == "flux" else dit_fixtures.sd3_wide()
+            pos, neg = dit_fixtures.conds("flux" if family == "flux" else "sd3")
+            latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
         if variant == "guided":
             model = PoSGuidance.execute(model, rels, 20.0, 0.5, -1.0, True, "auto").result[0]
         nodes.common_ksampler(model, 0, 2, cfg, "euler", "simple", pos, neg, latent)  # warm-up
@@ -71,6 +77,21 @@ def child_dit(family: str, variant: str, steps: int, size: int) -> dict:
     params = sum(p.numel() for p in model.model.diffusion_model.parameters())
     return {"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak, "device": "cuda" if cuda else "cpu",
             "unet_params": params, "torch": torch.__version__}
+
+
+# the 2026 families measured at their real width with a reduced depth (what fits a CPU run in minutes); Flux.2's
+# width (6144, 1 B parameters a double block) does not: gpu_figures.py measures it at full size on a GPU
+FAMILY_CFG = {"chroma": 4.0, "qwen_image": 2.5, "z_image": 1.0}
+FAMILY_DEPTH = {"chroma": dict(depth=2, depth_single_blocks=4), "qwen_image": dict(num_layers=4),
+                "z_image": dict(n_layers=4)}
+
+
+def family_model(gpu_figures, family: str, size: int):
+    """(MODEL, positive, negative, LATENT) of a 2026 family at its real width and reduced depth, fp32 on the CPU."""
+    spec = next(m for m in gpu_figures.MODELS if m[0] == family)
+    model, _ = gpu_figures.build(family, spec[2], dict(spec[3], **FAMILY_DEPTH[family]), smoke=True)
+    pos, neg = gpu_figures.conditioning(family, size)
+    return model, pos, neg, gpu_figures.empty_latent(model, size)
 
 
 def map_cost(heads: int = 24, n_img: int = 4096, n_txt: int = 256, d: int = 128, blocks: int = 5) -> None:
@@ -146,8 +167,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--small", action="store_true", help="the small test UNet instead of the full-size one")
-    ap.add_argument("--family", choices=["sd15", "flux", "sd3"], default="sd15",
-                    help="sd15: full-size SD1.5 UNet; flux / sd3: real-width reduced-depth Flux.1 / SD3.5-medium")
+    ap.add_argument("--family", choices=["sd15", "flux", "sd3", *FAMILY_CFG], default="sd15",
+                    help="sd15: full-size SD1.5 UNet; flux / sd3: real-width reduced-depth Flux.1 / SD3.5-medium; "
+                         "chroma / qwen_image / z_image: the 2026 families at real width, reduced depth")
     ap.add_argument("--map-cost", action="store_true",
                     help="only time the DiT map computation (text-key vs joint-row softmax) at FLUX.1's 1024 px shape")
     ap.add_argument("--comfyui", action="append", metavar="PATH[=PYTHON]",
@@ -199,8 +221,11 @@ def report(a, results: list[dict]) -> None:
     if a.repeat > 1:
         print(f"  medians of {a.repeat} interleaved rounds")
     if a.family != "sd15":
-        name = ("Flux.1 (hidden 3072, 2 double + 4 single blocks), cfg 1" if a.family == "flux"
-                else "SD3.5-medium width (hidden 1536, 4 joint blocks), cfg 4.5")
+        name = {"flux": "Flux.1 (hidden 3072, 2 double + 4 single blocks), cfg 1",
+                "sd3": "SD3.5-medium width (hidden 1536, 4 joint blocks), cfg 4.5",
+                "chroma": "Chroma width (hidden 3072, 2 double + 4 single blocks), cfg 4",
+                "qwen_image": "Qwen-Image width (24 x 128, 4 of its 60 blocks), cfg 2.5",
+                "z_image": "Z-Image width (3840, 4 of its 30 layers + 2 + 2 refiners), cfg 1"}[a.family]
         print(f"random {name}, {p['unet_params'] / 1e6:.0f}M params, {a.size} px, {a.steps} steps "
               f"({a.steps // 2} guided), euler, on {p['device']}")
     else:
