@@ -37,9 +37,14 @@ FILES = {
     "Chroma1-HD.safetensors": ("diffusion_models", "chroma_hd"),
     "z_image_turbo_bf16.safetensors": ("diffusion_models", "z_image_turbo"),
     "qwen_3_4b.safetensors": ("text_encoders", "qwen3_4b"),
+    "qwen_image_fp8_e4m3fn.safetensors": ("diffusion_models", "qwen_image_dit"),
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("text_encoders", "qwen25_vl_7b"),
+    "qwen_image_vae.safetensors": ("vae", "qwen_image_vae"),
 }
 # files of families a ComfyUI may lack (Z-Image: 0.33+): built and linked only where its classes exist
-NEEDS = {"z_image_turbo_bf16.safetensors": "ZImage", "qwen_3_4b.safetensors": "ZImage"}
+NEEDS = {"z_image_turbo_bf16.safetensors": "ZImage", "qwen_3_4b.safetensors": "ZImage",
+         "qwen_image_fp8_e4m3fn.safetensors": "QwenImage", "qwen_2.5_vl_7b_fp8_scaled.safetensors": "QwenImage",
+         "qwen_image_vae.safetensors": "QwenImage"}
 VAE16 = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
          "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
@@ -168,6 +173,43 @@ def qwen3_4b() -> dict:
     sd = _random({k: v for k, v in shapes.items() if "norm" not in k}, 20, torch.float8_e4m3fn)
     sd.update({k: torch.ones(v, dtype=torch.bfloat16) for k, v in shapes.items() if "norm" in k})
     return sd
+
+
+def qwen_image_dit() -> dict:
+    """Qwen-Image at its real width (24 heads x 128, text 3584; detection counts only the blocks) with 1 block."""
+    import comfy.supported_models
+
+    cfg = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=1,
+               attention_head_dim=128, num_attention_heads=24, joint_attention_dim=3584, axes_dims_rope=(16, 56, 56))
+    with torch.device("meta"):
+        model = comfy.supported_models.QwenImage(cfg).get_model({}, device="meta")
+    return _random(_shapes(model.diffusion_model), 21, torch.bfloat16)
+
+
+def qwen25_vl_7b() -> dict:
+    """Qwen2.5-VL 7B's language model (Qwen-Image's text encoder) in ComfyUI's layout: built from a fixed config,
+    so full size (7.1 B parameters, fp8 e4m3fn, 7.6 GB); the vision tower, unused for text, is left out."""
+    import comfy.ops
+    import comfy.text_encoders.llama as llama
+
+    with torch.device("meta"):
+        model = llama.Qwen25_7BVLI({}, torch.float32, "meta", comfy.ops.manual_cast)
+    shapes = {k: v for k, v in _shapes(model).items() if not k.startswith("visual.")}
+    sd = _random({k: v for k, v in shapes.items() if "norm" not in k and not k.endswith("bias")}, 22,
+                 torch.float8_e4m3fn)
+    sd.update({k: (torch.ones(v) if "norm" in k else torch.zeros(v)).to(torch.bfloat16)
+               for k, v in shapes.items() if "norm" in k or k.endswith("bias")})
+    return sd
+
+
+def qwen_image_vae() -> dict:
+    """The Wan 2.1 VAE layout Qwen-Image uses (dim 96, z 16), fp16."""
+    import comfy.ldm.wan.vae as wan_vae
+
+    with torch.device("meta"):
+        vae = wan_vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                             temperal_downsample=[False, True, True], dropout=0.0)
+    return _random(_shapes(vae), 23, torch.float16)
 
 
 def sd35_medium() -> dict:

@@ -287,11 +287,10 @@ def test_works_with_the_basics(host, models, kind, setup):
         pos = cond[0]
     elif setup == "combined":
         cond = (pos + other, neg)
-    else:  # the relations' prompt on the right half (latent 16 x 16: h 16, w 8 at y 0, x 8), another prompt whole
-        cond = (node_helpers.conditioning_set_values(pos, {"area": (16, 8, 0, 8), "strength": 1.0,
+    else:  # the relations' prompt on the right half of the latent (in latent cells), another prompt whole
+        h, w = latent(host, kind)["samples"].shape[-2:]
+        cond = (node_helpers.conditioning_set_values(pos, {"area": (h, w // 2, 0, w // 2), "strength": 1.0,
                                                            "set_area_to_bounds": False}) + other, neg)
-    if kind in ("flux2", "klein") and setup == "area":
-        pytest.skip("Flux.2's latent has 16x16-pixel cells (8 x 8 here): the area test's half is in 8x8 cells")
     rels = dataclasses.replace(relations(), fingerprint=fingerprint(pos))
     run = _works(host, model, kind, cond, rels)
     if setup == "area":

@@ -19,14 +19,12 @@ from workflow_format import host_version, shipped_workflows, ui_to_api
 WORKFLOWS = shipped_workflows(host_version() or (1000,))
 # Flux and SD3.5 workflows load stock files by their official names: random files under those names
 # (dit_files.py; T5-XXL is full size, 4.8 GB, built once into the test cache) are linked in when one runs.
-DIT = {"pos_psg_flux_dev", "pos_psg_sd35", "pos_psg_chroma", "pos_psg_z_image"}
+DIT = {"pos_psg_flux_dev", "pos_psg_sd35", "pos_psg_chroma", "pos_psg_z_image", "pos_psg_qwen_image"}
 # workflows whose text encoder cannot be built on a test machine: ComfyUI builds it from a fixed config, so a
 # random file of the right layout is the full model (and runs on the CPU). These are checked against the real
 # server's validation (only their missing model files refused) and loaded in the browser, not run.
 NOT_RUN = {"pos_psg_flux2": "Flux.2 dev's text encoder is Mistral-3 24B (a 24 GB fp8 file, and 24 B parameters "
-                            "on the CPU per prompt)",
-           "pos_psg_qwen_image": "Qwen-Image's text encoder is Qwen2.5-VL 7B (a 7.6 GB fp8 file, and 7 B parameters "
-                                 "on the CPU per prompt, beside the 4.8 GB T5 of the other DiT workflows)"}
+                            "on the CPU per prompt)"}
 
 
 def validates_but_for_model_files(srv, prompt: dict) -> None:
