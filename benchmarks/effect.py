@@ -94,11 +94,16 @@ def config_from(args):
 
 
 def arch(args):
-    """The testbed module of --arch: testbed (SD1-family UNet) or testbed_flux (Flux.1 transformer)."""
+    """The testbed module of --arch: testbed (SD1-family UNet), testbed_flux (Flux.1 transformer) or testbed_zimage
+    (Z-Image transformer with a causal LLM text encoder, ComfyUI 0.33+)."""
     if getattr(args, "arch", "unet") == "flux":
         import testbed_flux
 
         return testbed_flux
+    if getattr(args, "arch", "unet") == "zimage":
+        import testbed_zimage
+
+        return testbed_zimage
     import testbed
 
     return testbed
@@ -115,7 +120,7 @@ def cmd_train(args) -> int:
         t0.setdefault("start", time.time())
         bar(i, n, t0["start"], f"training ({loss:.4f})")
 
-    extra = {} if args.arch == "flux" else {"snapshots": snaps}  # the Flux testbed keeps no snapshots
+    extra = {} if args.arch in ("flux", "zimage") else {"snapshots": snaps}  # the DiT testbeds keep no snapshots
     rep = arch(args).train(cfg, progress=progress, **extra)
     print(json.dumps({"checkpoint": rep.path, "seconds": round(rep.seconds, 1), "steps": rep.steps}))
     return 0
@@ -714,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--three", type=float, default=0.0,
                        help="fraction of training scenes with three objects (the mixed testbed; 0: two objects only)")
-        p.add_argument("--arch", choices=("unet", "flux"), default="unet",
+        p.add_argument("--arch", choices=("unet", "flux", "zimage"), default="unet",
                        help="unet: the SD1-family testbed; flux: the Flux-family one (same scenes and text)")
         if name == "train":
             p.add_argument("--snapshots", default="", help="comma-separated steps to also save checkpoints at")
