@@ -296,3 +296,35 @@ def test_works_with_the_basics(host, models, kind, setup):
     if setup == "area":
         maps = run.maps[0]
         assert maps[..., :, :4].abs().max() == 0 and maps[..., :, 4:].abs().max() > 0
+
+
+def test_relations_from_prompt_through_a_real_llm_encoder_then_guided(host):
+    """End to end through an LLM text encoder: ComfyUI's own CLIP object over Z-Image's tokenizer and a tiny Qwen3
+    built from ComfyUI's class (the effect testbed's, benchmarks/testbed_zimage.py), PoS Relations from Prompt
+    (template, encode, token indices), then PoS Guidance on a Z-Image-layout model reading that conditioning."""
+    import sys
+    from pathlib import Path
+
+    import comfy.supported_models
+
+    if not hasattr(comfy.supported_models, "ZImage"):
+        pytest.skip("this ComfyUI has no ZImage (ComfyUI 0.33+)")
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import testbed_zimage
+    from pos_spatial_pack.nodes.relations import PoSRelationsFromPrompt
+
+    clip = testbed_zimage.make_clip("mixing", 0)
+    with torch.inference_mode():
+        cond, rels, text = PoSRelationsFromPrompt.execute("a photo of a cat to the left of a dog", clip).result
+        neg = host.nodes.CLIPTextEncode().encode(clip, "")[0]
+    assert cond[0][0].shape[1] == 3 + 11 + 5  # <|im_start|>user\n, the prompt, <|im_end|>\n<|im_start|>assistant\n
+    assert rels.relations[0].subject_tokens == (3 + 4,) and rels.relations[0].object_tokens == (3 + 10,)
+    import comfy.model_patcher
+
+    model = testbed_zimage.build(0)
+    m = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    g, run = guided(host, m, rels=rels)
+    with torch.inference_mode():
+        lat = host.nodes.EmptyLatentImage().generate(128, 128, 1)[0]
+        out = host.nodes.common_ksampler(g, 1, 3, 3.0, "euler", "simple", cond, neg, lat)[0]["samples"]
+    assert torch.isfinite(out).all() and 0 in run.deltas and not run.notes, run.notes
