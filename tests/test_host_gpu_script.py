@@ -42,6 +42,11 @@ def test_gpu_figures_smoke_has_every_model_row(comfyui_path, tmp_path):
     for name, millions in FULL_PARAMS.items():
         assert round(full[name]["params"] / 1e6) == millions, full[name]
     assert full["flux"]["depth"] == "19 double + 38 single blocks" and full["sd35m"]["depth"] == "24 joint blocks"
+    # the 2026 families' full-size configs (--models names them), where this ComfyUI has the class
+    for name, millions in {"chroma": 8900, "z_image": 6155, "qwen_image": 20430, "flux2": 32223}.items():
+        assert "params" in full[name] or "ComfyUI 0.33" in full[name]["note"], full[name]
+        if "params" in full[name]:
+            assert round(full[name]["params"] / 1e6) == millions, full[name]
     lines = r.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("| model |"))
     table = [line for line in lines[head + 2:] if line.startswith("|")]
