@@ -53,6 +53,21 @@ def parse_blocks(text: str, double: int, single: int, auto: list[tuple[str, int]
     return sorted(keys, key=lambda k: (k[0] == "single_block", k[1]))
 
 
+def stack_targets(family, level: str, blocks: str, picks: list[int], published_depth: int, depth: int) -> list[tuple]:
+    """Family.targets of a model that is one stack of joint blocks (SD3, Qwen-Image, Z-Image): `auto` is the
+    published picks at the model's relative depth; records whether the run chooses by its maps."""
+    if level != "auto":
+        raise ValueError(f"attention_level applies to UNet models; for {family.label} choose blocks with the blocks input")
+    auto = [("double_block", i) for i in scaled(picks, published_depth, depth)]
+    family.by_maps, family.fallback = (blocks or "").strip().lower() == MAPS, auto
+    return parse_blocks(blocks, depth, 0, auto)
+
+
+def stack_candidates(depth: int) -> list[tuple[str, list[tuple]]]:
+    """Family.candidates of a one-stack model: every block, alone, in execution order."""
+    return [(block_label(("double_block", i)), [("double_block", i)]) for i in range(depth)]
+
+
 def heads_view(t: torch.Tensor, heads: int | None, skip_reshape: bool) -> torch.Tensor:
     """[B, heads, L, d] of an attention input given as such (skip_reshape) or as [B, L, heads * d]
     (SD3 passes v as [B, L, heads, d])."""

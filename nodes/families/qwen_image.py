@@ -9,7 +9,7 @@ backend ComfyUI runs) and captured, up to the last chosen block. The latent is 5
 from __future__ import annotations
 
 from .base import Family
-from .dit import MAPS, block_label, grad_capture, grad_override, parse_blocks, scaled, with_capture, with_override
+from .dit import grad_capture, grad_override, stack_candidates, stack_targets, with_capture, with_override
 
 # No per-block map study exists for Qwen-Image. "Unraveling MMDiT Blocks" (arXiv 2601.02211) finds spatial layout
 # set in its earlier blocks and detail in later ones; the published picks of Flux.1 and SD3.5 sit in the middle
@@ -31,15 +31,10 @@ class QwenImageFamily(Family):
         self.depth = len(self.dm.transformer_blocks)
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
-        if level != "auto":
-            raise ValueError(f"attention_level applies to UNet models; for {self.label} choose blocks with the "
-                             "blocks input")
-        auto = [("double_block", i) for i in scaled(PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.depth)]
-        self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
-        return parse_blocks(blocks, self.depth, 0, auto)
+        return stack_targets(self, level, blocks, PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.depth)
 
     def candidates(self) -> list[tuple[str, list[tuple]]]:
-        return [(block_label(("double_block", i)), [("double_block", i)]) for i in range(self.depth)]
+        return stack_candidates(self.depth)
 
     def grid(self, hw) -> tuple[int, int]:
         p = self.dm.patch_size

@@ -12,7 +12,7 @@ import torch
 from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
 from .base import Family, StopForward
-from .dit import MAPS, block_label, grad_capture, heads_view, parse_blocks, scaled, sdpa, with_capture
+from .dit import grad_capture, heads_view, sdpa, stack_candidates, stack_targets, with_capture
 
 # Exploring MM-DiT (ICCV 2025): the five blocks with the best text-image maps, per published model
 PUBLISHED = {"sd3-medium": ([4, 5, 7, 8, 9], 24), "sd3.5-medium": ([5, 7, 8, 9, 10], 24),
@@ -71,15 +71,10 @@ class SD3Family(Family):
         self.variant = variant(self.dm)
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
-        if level != "auto":
-            raise ValueError("attention_level applies to UNet models; for SD3 choose blocks with the blocks input")
-        picks, published_depth = PUBLISHED[self.variant]
-        auto = [("double_block", i) for i in scaled(picks, published_depth, self.depth)]
-        self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
-        return parse_blocks(blocks, self.depth, 0, auto)
+        return stack_targets(self, level, blocks, *PUBLISHED[self.variant], self.depth)
 
     def candidates(self) -> list[tuple[str, list[tuple]]]:
-        return [(block_label(("double_block", i)), [("double_block", i)]) for i in range(self.depth)]
+        return stack_candidates(self.depth)
 
     def grid(self, hw) -> tuple[int, int]:
         p = self.dm.patch_size

@@ -11,7 +11,7 @@ them as they are, with the attention as PyTorch SDPA, and stops after the last c
 from __future__ import annotations
 
 from .base import Family, StopForward
-from .dit import MAPS, block_label, heads_view, parse_blocks, record, scaled, sdpa
+from .dit import heads_view, record, sdpa, stack_candidates, stack_targets
 
 # No per-layer map study exists for Z-Image: the default is the middle band of the stack, where the published
 # picks of the other DiTs sit (a third to three quarters of the depth); blocks = maps chooses from the model's own.
@@ -31,15 +31,10 @@ class ZImageFamily(Family):
         self.depth = len(self.dm.layers)
 
     def targets(self, level: str, blocks: str) -> list[tuple]:
-        if level != "auto":
-            raise ValueError(f"attention_level applies to UNet models; for {self.label} choose blocks with the "
-                             "blocks input")
-        auto = [("double_block", i) for i in scaled(PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.depth)]
-        self.by_maps, self.fallback = (blocks or "").strip().lower() == MAPS, auto
-        return parse_blocks(blocks, self.depth, 0, auto)
+        return stack_targets(self, level, blocks, PUBLISHED_BLOCKS, PUBLISHED_DEPTH, self.depth)
 
     def candidates(self) -> list[tuple[str, list[tuple]]]:
-        return [(block_label(("double_block", i)), [("double_block", i)]) for i in range(self.depth)]
+        return stack_candidates(self.depth)
 
     def grid(self, hw) -> tuple[int, int]:
         p = self.dm.patch_size
