@@ -155,7 +155,7 @@ def stock_node(name: str):
     return nodes.NODE_CLASS_MAPPINGS[name]
 
 
-def apply_patch(model, name: str, lora_path: Path | None = None):
+def apply_patch(model, name: str, lora_path: Path | None = None, strength: float = 1.0):
     """The MODEL after the stock node `name` at its defaults (what a user's graph puts before the pack)."""
     import inspect
 
@@ -177,7 +177,7 @@ def apply_patch(model, name: str, lora_path: Path | None = None):
         import comfy.utils
 
         lora = comfy.utils.load_torch_file(str(lora_path), safe_load=True)
-        return comfy.sd.load_lora_for_models(model, None, lora, kw["strength_model"], 0)[0]
+        return comfy.sd.load_lora_for_models(model, None, lora, strength, 0)[0]
     if hasattr(cls, "execute") and inspect.ismethod(cls.execute):  # V3 node
         return cls.execute(**kw).result[0]
     return getattr(cls(), cls.FUNCTION)(**kw)[0]
@@ -204,7 +204,7 @@ class Bench:
     """The testbed model and the pack's nodes, loaded once in-process."""
 
     def __init__(self, ckpt: Path, module=None, blocks: str = "auto", patch: str = "", lora_file: str = "",
-                 max_step: float = -1.0):
+                 max_step: float = -1.0, lora_strength: float = 1.0):
         import comfy_host
         import testbed
         import torch
@@ -224,8 +224,8 @@ class Bench:
             if patch:  # the user's graph: a stock model patch before the pack's nodes
                 lora = testbed_lora(self.model) if patch == "LoraLoaderModelOnly" else None
                 self.model = apply_patch(self.model, patch, lora)
-            if lora_file:  # a trained LoRA file (benchmarks/pos_lora.py) at strength 1, as Load LoRA applies it
-                self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file))
+            if lora_file:  # a trained LoRA file (benchmarks/pos_lora.py, distill.py), as Load LoRA applies it
+                self.model = apply_patch(self.model, "LoraLoaderModelOnly", Path(lora_file), lora_strength)
         self.detector = ColorKeyDetector(testbed.colors())
         self.blocks = blocks  # Flux / SD3 only: PoS Guidance's blocks input
         self.max_step = max_step  # PoS Guidance's max_step (step rule; -1 = the family's default)
@@ -446,7 +446,7 @@ def cmd_eval(args) -> int:
         cmd_train(args)
     if args.lora and not Path(args.lora).is_file():
         sys.exit(f"effect.py: --lora {args.lora}: no such file")
-    bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora, args.max_step)
+    bench = Bench(ckpt, arch(args), args.blocks, args.patch, args.lora, args.max_step, args.lora_strength)
     # validation: choosing a setting (a LoRA's weight), never the reported cases
     cases = cases_of(args.objects, args.n, validation=args.validation, seen=args.seen)
     k, parts = (int(v) for v in args.part.split("/"))
@@ -487,7 +487,8 @@ def cmd_eval(args) -> int:
                                          if k2 in r} for r in rows], "secs": secs, "aligns": aligns}
         report = {"config": cfg.__dict__, "arch": args.arch, "blocks": args.blocks, "patch": args.patch,
                   "max_step": args.max_step,
-                  "checkpoint": str(ckpt), "lora": args.lora, "validation": args.validation, "objects": args.objects,
+                  "checkpoint": str(ckpt), "lora": args.lora,
+                  "lora_strength": args.lora_strength, "validation": args.validation, "objects": args.objects,
                   "cases": args.n, "part": args.part, "held_out": not args.seen, "steps": STEPS, "cfg": CFG,
                   "sampler": SAMPLER, "ways": results}
         if args.out:  # after every way, so a long run keeps what it finished
@@ -731,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "psg+search[@S], search-attention, search-pse")
             p.add_argument("--seen", action="store_true", help="cases on training pairs instead of held-out ones")
             p.add_argument("--part", default="0/1", help="k/K: evaluate every K-th case from the k-th (parallel runs)")
-            p.add_argument("--lora", default="", help="apply this LoRA file (strength 1) to the testbed model first")
+            p.add_argument("--lora", default="", help="apply this LoRA file to the testbed model first")
+            p.add_argument("--lora-strength", type=float, default=1.0, help="--lora's strength (Load LoRA's)")
             p.add_argument("--validation", action="store_true",
                            help="validation cases (pos_core.scenes.validation_cases) instead of the reported ones")
         if name == "tune":

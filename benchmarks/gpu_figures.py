@@ -48,6 +48,8 @@ PROMPT = "a photo of a cat to the left of a dog"
 CAT, DOG = (4,), (10,)  # token positions of cat / dog (any in-range positions do: the text is random)
 CANDIDATES = 8
 WARM_STEPS = 2
+DISTILL_STEPS = 4  # PoS Distill LoRA training steps timed (after one excluded)
+DISTILL_MODELS = ("sd15", "sdxl", "sd35m", "flux")  # the families PoS Distill LoRA trains
 
 # ComfyUI's detection of the real checkpoints (comfy/model_detection.py, ComfyUI 0.3.x)
 SD15 = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
@@ -338,7 +340,8 @@ def run_model(spec, steps: int, smoke: bool, deadline: float) -> dict:
             per_call = w.seconds / WARM_STEPS
             est = {"plain": steps * per_call,
                    "guided": (WARM_STEPS + steps) * per_call + (1 + guided_steps) * 3 * per_call,
-                   "search": (2 * search_steps + 2 + CANDIDATES * search_steps + steps - search_steps) * per_call}
+                   "search": (2 * search_steps + 2 + CANDIDATES * search_steps + steps - search_steps) * per_call,
+                   "distill": (steps + 3 * guided_steps + 3 * (DISTILL_STEPS + 1)) * per_call}
             row["estimate_seconds"] = est
             print(f"    warm-up: {per_call:.2f} s per model call ({calls} rows); the rest of this model about "
                   f"{sum(est.values()):.0f} s", flush=True)
@@ -374,7 +377,39 @@ def run_model(spec, steps: int, smoke: bool, deadline: float) -> dict:
         except Exception as e:  # noqa: BLE001
             row["notes"].append(f"search failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
             traceback.print_exc()
+        try:
+            if name in DISTILL_MODELS and fits("distill", est["distill"]):
+                row["distill"] = distill_cost(model, rels, pos, neg, latent, steps, cfg, scheduler, smoke)
+        except Exception as e:  # noqa: BLE001
+            row["notes"].append(f"distill failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            traceback.print_exc()
     return row
+
+
+def distill_cost(model, rels, pos, neg, latent, steps: int, cfg: float, scheduler: str, smoke: bool) -> dict:
+    """PoS Distill LoRA's two costs on this model: one teacher trajectory (PoS Guidance, recorded) and
+    DISTILL_STEPS training steps (LoRA rank 16, batch 1, bf16 on a GPU; the first step excluded)."""
+    import comfy.samplers
+    import torch
+
+    import comfy.utils
+    from pos_spatial_pack.nodes.distill_lora import distill_train, record_trajectory
+    from pos_spatial_pack.nodes.guidance import PoSGuidance
+    from pos_spatial_pack.pos_core.distill import Records
+
+    teacher, _ = PoSGuidance.execute(model, rels, 20.0, 0.5, -1.0, True, "auto").result
+    sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler="euler",
+                                     scheduler=scheduler, denoise=1.0).sigmas.float().cpu().tolist()
+    records = Records()
+    with Meter() as t:
+        record_trajectory(teacher, pos, neg, latent["samples"], 0, "euler", scheduler, steps, cfg, sigmas, records, 0)
+    dtype = torch.float32 if smoke or not torch.cuda.is_available() else torch.bfloat16
+    with Meter() as m:
+        _, _, losses = distill_train(model, records, pos, neg, cfg, 16, DISTILL_STEPS + 1, 1, 1e-4, 0, dtype, False,
+                                     comfy.utils.ProgressBar(DISTILL_STEPS + 1))
+    secs = losses["seconds"][1:]
+    return {"trajectory_seconds": t.seconds, "recorded_steps": len(records), "seconds": sum(secs) / len(secs),
+            "train_steps": DISTILL_STEPS, "peak_bytes": m.peak, "finite": all(v == v for v in losses["loss"])}
 
 
 def release() -> None:
@@ -398,10 +433,12 @@ def table(report: dict) -> str:
     cpu = report["device"] == "cpu"
     mem = "peak RSS GiB (process)" if cpu else "peak VRAM GiB"
     lines = [f"| model | px | dtype | params | weights GiB | plain s/img | plain {mem} | PoS Guidance s/img | "
-             f"guided {mem} | time x | memory x | Seed Search N={CANDIDATES} s/img | search {mem} | notes |",
-             "|" + "---|" * 14]
+             f"guided {mem} | time x | memory x | Seed Search N={CANDIDATES} s/img | search {mem} | "
+             f"Distill LoRA s/trajectory | Distill LoRA s/training step | distill training {mem} | notes |",
+             "|" + "---|" * 17]
     for r in report["models"]:
-        p, g, s = r.get("plain"), r.get("guided"), r.get("search")
+        p, g, s, d = r.get("plain"), r.get("guided"), r.get("search"), r.get("distill")
+        traj = f"{d['trajectory_seconds']:.2f}" if d else ""
 
         def sec(v):
             return f"{v['seconds']:.2f}" if v else "skipped"
@@ -414,7 +451,8 @@ def table(report: dict) -> str:
         lines.append(f"| {r['label']} ({r.get('depth', '')}) | {r['size']} | {r.get('dtype', '')} | {r.get('params', 0) / 1e6:.0f}M | "
                      f"{gib(r.get('weights_bytes'))} | {sec(p)} | {gib(p and p['peak_bytes'])} | {sec(g)} | "
                      f"{gib(g and g['peak_bytes'])} | {tx} | {mx} | {sec(s)} | {gib(s and s['peak_bytes'])} | "
-                     f"{'; '.join(notes)} |")
+                     f"{traj} | {sec(d) if d else ''} | "
+                     f"{gib(d and d['peak_bytes'])} | {'; '.join(notes)} |")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import (
     attention_maps,
+    distill_lora,
     guidance,
     layout,
     relations,
@@ -21,7 +22,8 @@ from . import (
 scoring.register_folder()
 testbed_model.register()
 NODES: list[type[io.ComfyNode]] = [*relations.NODES, *guidance.NODES, *attention_maps.NODES, *scoring.NODES,
-                                   *seed_search.NODES, *sr4g.NODES, *train_lora.NODES, *layout.NODES]
+                                   *seed_search.NODES, *sr4g.NODES, *train_lora.NODES, *layout.NODES,
+                                   *distill_lora.NODES]
 
 
 class PoSExtension(ComfyExtension):

@@ -416,8 +416,48 @@ def psg_chroma():
 
 
 LEGACY_FOLDER = "comfyui-0.3"
+DISTILL_PROMPTS = "\n".join([
+    "a cup to the left of a vase", "a lamp above a table", "a book to the right of a clock",
+    "a bird above a car", "an apple to the left of a banana", "a chair to the right of a bed",
+    "a horse to the left of a tree", "a boat below a bridge", "a bottle to the right of a glass",
+    "a kite above a house", "a bench below a window", "a teddy bear to the left of a laptop"])
+HELD_OUT = "a photo of a cat to the left of a dog"  # objects none of the distillation prompts names
+
+
+def distill_lora():
+    """Prompts -> PoS Distill LoRA (teacher: PoS Guidance) -> Save LoRA, and base / teacher / LoRA on one
+    held-out prompt and seed with stock nodes."""
+    g = {
+        "1": loader(SD15),
+        "2": {"class_type": "PoSDistillLoRA", "inputs": {
+            "model": ["1", 0], "clip": ["1", 1], "prompts": DISTILL_PROMPTS, "objects": "",
+            "phrasings": "\n".join(["a {a} to the left of a {b}", "a {a} to the right of a {b}", "a {a} above a {b}",
+                                    "a {a} below a {b}"]),
+            "dataset_folder": "", "teacher": "psg", "scale": 20.0, "guided_fraction": 0.5, "layout_margin": 0.0625,
+            "sampler_name": "euler", "scheduler": "normal", "steps": 20, "cfg": 7.5, "width": 512, "height": 512,
+            "trajectories": 4, "base_fraction": 0.0, "rank": 8, "train_steps": 500, "batch_size": 8,
+            "learning_rate": 0.0002, "seed": 0, "training_dtype": "bf16", "gradient_checkpointing": True,
+            "preview_prompt": HELD_OUT, "negative": NEG, "vae": ["1", 2]}},
+        "3": {**save_lora("2", "loras/pos_distill", pos=True)},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["2", 4]}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["2", 5]}},
+        "10": relations(HELD_OUT),
+        "11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": NEG}},
+        "12": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "13": {**guidance(), "inputs": {**guidance()["inputs"], "relations": ["10", 1]}},
+    }
+    for k, (model, name) in enumerate(((["1", 0], "base"), (["13", 0], "teacher"), (["2", 0], "lora"))):
+        ks = ksampler(model, steps=20, latent=("12", 0))
+        ks["inputs"].update(positive=["10", 0], negative=["11", 0])
+        g[str(14 + 3 * k)] = ks
+        g[str(15 + 3 * k)] = {"class_type": "VAEDecode", "inputs": {"samples": [str(14 + 3 * k), 0], "vae": ["1", 2]}}
+        g[str(16 + 3 * k)] = {"class_type": "SaveImage", "inputs": {"images": [str(15 + 3 * k), 0],
+                                                                    "filename_prefix": f"pos_distill_{name}"}}
+    return g
+
+
 FAMILY_WORKFLOWS = ("pos_psg_flux2", "pos_psg_qwen_image", "pos_psg_z_image", "pos_psg_chroma")  # ComfyUI 0.33+
-RENAMED_NODES = ("sr4g_lora_training", "sr4g_pos_lora_training", "sr4g_benchmark")  # stock training nodes renamed
+RENAMED_NODES = ("sr4g_lora_training", "sr4g_pos_lora_training", "sr4g_benchmark", "pos_distill_lora")  # stock training nodes renamed
 WORKFLOWS = {
     "pos_psg_sd15": (lambda: psg(SD15, 512, 7.5, 0.5), {"4": "PoS Guidance (PSG): authors' SD1.x settings"}),
     "pos_psg_sdxl": (lambda: psg(SDXL, 1024, 5.0, 0.2), {"4": "PoS Guidance (PSG): first 10 of 50 steps, loss x1000"}),
@@ -435,6 +475,10 @@ WORKFLOWS = {
     "pos_psg_qwen_image": (psg_qwen_image, {"4": "PoS Guidance (PSG): Qwen-Image, first 10 of 20 steps"}),
     "pos_psg_z_image": (psg_z_image, {"4": "PoS Guidance (PSG): Z-Image-Turbo, first 4 of 9 steps"}),
     "pos_psg_chroma": (psg_chroma, {"4": "PoS Guidance (PSG): Chroma, first 13 of 26 steps"}),
+    "pos_distill_lora": (distill_lora, {"2": "PoS Distill LoRA: PoS Guidance into a LoRA (no images)",
+                                         "4": "Distillation loss", "5": "Base / teacher / LoRA (held-out prompt)",
+                                         "14": "Base", "17": "Teacher: PoS Guidance", "20": "Distilled LoRA, unguided",
+                                         "13": "PoS Guidance (the teacher, for comparison)"}),
     "sr4g_lora_training": (sr4g_lora_training, {"2": "SR4G Spatial Captions: train split -> input/sr4g_train"}),
     "sr4g_pos_lora_training": (sr4g_pos_lora_training, {
         "2": "SR4G Spatial Captions: train split, left / right / above / below",

@@ -35,6 +35,14 @@ SHRINK = """([fixture, keep]) => {
     if (w.name === 'steps') w.value = 4;
     if (w.name === 'search_steps') w.value = 2;
     if (w.name === 'candidates') w.value = 3;
+    if (n.type === 'PoSDistillLoRA') {  // two prompts, one trajectory each, 64 px, two training steps
+      if (w.name === 'prompts') w.value = w.value.split(String.fromCharCode(10)).slice(0, 2).join(String.fromCharCode(10));
+      if (w.name === 'width' || w.name === 'height') w.value = 64;
+      if (w.name === 'steps') w.value = 2;
+      if (w.name === 'trajectories') w.value = 1;
+      if (w.name === 'train_steps') w.value = 2;
+      if (w.name === 'batch_size') w.value = 2;
+    }
     __SR4G__
   }
   app.graph.setDirtyCanvas(true, true);

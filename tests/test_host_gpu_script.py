@@ -38,6 +38,9 @@ def test_gpu_figures_smoke_has_every_model_row(comfyui_path, tmp_path):
         assert row["guided"]["losses"], f"{name}: no guided step computed a loss"
         assert row["guided"]["skipped_steps"] == [], (name, row["guided"])
         assert row["search"]["candidates"] == 8
+        d = row["distill"]  # PoS Distill LoRA: one recorded teacher trajectory and timed training steps
+        assert d["trajectory_seconds"] > 0 and d["seconds"] > 0 and d["peak_bytes"] > 0 and d["finite"], (name, d)
+        assert d["recorded_steps"] == report["steps"] and d["train_steps"] == 4, (name, d)
     full = {c["model"]: c for c in report["full_configs"]}
     for name, millions in FULL_PARAMS.items():
         assert round(full[name]["params"] / 1e6) == millions, full[name]
@@ -54,5 +57,5 @@ def test_gpu_figures_smoke_has_every_model_row(comfyui_path, tmp_path):
     for line, label in zip(table, ("SD1.5", "SDXL", "SD3.5-medium", "FLUX.1-dev")):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0].startswith(label), line
-        assert all(float(cells[i]) > 0 for i in (5, 7, 11)), line  # plain, guided and search s/img
+        assert all(float(cells[i]) > 0 for i in (5, 7, 11, 13, 14)), line  # plain, guided, search, distill
     assert "plumbing only" in r.stdout

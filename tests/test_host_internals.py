@@ -158,6 +158,41 @@ def test_sampling_entry_points(host):
     has(comfy.samplers, ["sampler_object", "Sampler", "calculate_sigmas"], internal, "comfy.samplers")
 
 
+def test_sampler_callback_and_cfg_guider(host):
+    """PoS Distill LoRA records a trajectory through comfy.sample.sample's callback (step i, the denoised
+    prediction the sampler used, the state at sigmas[i], total steps) and trains through CFGGuider with a
+    comfy Sampler whose `sample` gets the guider as its model (nodes/distill_lora.py)."""
+    import comfy.sample
+    import comfy.samplers
+
+    internal = "sampler callback and CFGGuider"
+    params(comfy.samplers.KSampler.__init__, ["model", "steps", "device", "sampler", "scheduler", "denoise"], internal)
+    params(comfy.samplers.CFGGuider.set_conds, ["positive", "negative"], internal)
+    params(comfy.samplers.CFGGuider.set_cfg, ["cfg"], internal)
+    params(comfy.samplers.CFGGuider.sample, ["noise", "latent_image", "sampler", "sigmas", "seed"], internal)
+    params(comfy.samplers.KSAMPLER.sample, ["model_wrap", "sigmas", "extra_args", "callback", "noise"], internal)
+    seen = []
+    cond = host.nodes.CLIPTextEncode().encode(host.clip, "a cat")[0]
+    latent = torch.zeros(1, 4, 8, 8)
+    with torch.inference_mode():
+        sig = comfy.samplers.KSampler(host.model, steps=3, device="cpu", sampler="euler", scheduler="normal",
+                                      denoise=1.0).sigmas
+        noise = comfy.sample.prepare_noise(latent, 0)
+        comfy.sample.sample(host.model, noise, 3, 5.0, "euler", "normal", cond, host.neg, latent,
+                            callback=lambda i, x0, x, total: seen.append((i, x0.clone(), x.clone(), total)),
+                            disable_pbar=True, seed=0)
+    assert [s[0] for s in seen] == [0, 1, 2] and all(s[3] == 3 for s in seen), changed(
+        internal, f"the callback's step and total are {[(s[0], s[3]) for s in seen]}")
+    x0, s0 = seen[0][2], float(sig[0])  # the first state: the noise at the first sigma (eps models: sqrt(1 + s^2))
+    scale = float((x0 * noise).sum() / (noise * noise).sum())
+    assert torch.allclose(x0, noise * scale, atol=1e-4) and s0 - 1e-3 <= scale <= (1 + s0 ** 2) ** 0.5 + 1e-3, changed(
+        internal, f"the callback's first x is not the noise at sigmas[0] ({scale:.4f} x noise, sigma {s0:.4f})")
+    for i in range(2):  # Euler: x_{i+1} = x_i + (x_i - denoised_i) / sigma_i * (sigma_{i+1} - sigma_i)
+        _, d, x, _ = seen[i]
+        assert torch.allclose(x + (x - d) / sig[i] * (sig[i + 1] - sig[i]), seen[i + 1][2], atol=1e-4), changed(
+            internal, "the callback's denoised is not the prediction the step used")
+
+
 def test_weights_are_inference_tensors_that_dlpack_aliases(host):
     """The gradient pass's zero-copy weights: ComfyUI loads weights as inference tensors, and a DLPack alias
     taken outside inference mode is a normal tensor autograd can save (nodes/families/base.py)."""

@@ -63,6 +63,9 @@ def shrink(prompt: dict) -> dict:
             i["steps"] = 4
         elif t == "PoSSeedSearch":
             i.update(steps=4, search_steps=2, candidates=3)
+        elif t == "PoSDistillLoRA":
+            i.update(prompts="\n".join(i["prompts"].splitlines()[:2]), steps=2, width=64, height=64, trajectories=1,
+                     train_steps=2, batch_size=2)
     return prompt
 
 

@@ -100,10 +100,11 @@ def table_names(page: str, heading: str) -> list[str]:
 SCHEMAS = node_schemas()
 
 
-def test_the_parser_finds_all_twelve_nodes_with_their_sockets():
+def test_the_parser_finds_all_thirteen_nodes_with_their_sockets():
     assert set(SCHEMAS) == {"PoSRelationsFromPrompt", "PoSRelation", "PoSGuidance", "PoSAttentionCapture",
                             "PoSAttentionMaps", "PoSDetectorLoader", "PoSDepthLoader", "PoSScore",
-                            "PoSSeedSearch", "SR4GSpatialCaptions", "PoSTrainLoRA", "PoSLayoutFromRelations"}
+                            "PoSSeedSearch", "SR4GSpatialCaptions", "PoSTrainLoRA", "PoSLayoutFromRelations",
+                            "PoSDistillLoRA"}
     assert {"blocks", "softmax"} <= set(SCHEMAS["PoSGuidance"]["inputs"])  # through *dit_inputs()
     assert SCHEMAS["PoSScore"]["outputs"] == ["pse", "mean_pse", "report", "overlay"]
 
