@@ -13,7 +13,8 @@ normal, 20 steps, CFG 5, 128 px), then trains one LoRA per teacher with the same
 LoRA start (teacher `none` is the control: the base's own trajectories). Files are cached in
 ~/.cache/pos_spatial_testbed/distill (or $POS_TESTBED_CACHE/distill) with a .json of the node's summary,
 losses and seconds. `noharm` samples one-object prompts with and without the LoRA at the same seeds and
-reports how often the object is drawn and how far the latent moves.
+reports how often the object is drawn, how far the latent moves, and the LoRA's sampling time against the
+base's (interleaved in one process).
 """
 
 from __future__ import annotations
@@ -120,20 +121,27 @@ def cmd_noharm(args) -> int:
     names = sorted(scenes.CLASSES)
     rng = random.Random(args.seed)
     drawn = {"base": 0, "lora": 0}
+    secs = {"base": 0.0, "lora": 0.0}  # the same process, interleaved: the LoRA's sampling cost against the base's
     diffs = []
     for i in range(args.n):
         name = rng.choice(names)
         seed = 10_000 + i
         with torch.inference_mode():
             cond = bench.nodes.CLIPTextEncode().encode(bench.clip, f"a photo of a {name}")[0]
-        a, b = bench.sample(bench.model, cond, seed), lora.sample(lora.model, cond, seed)
+        t0 = time.perf_counter()
+        a = bench.sample(bench.model, cond, seed)
+        t1 = time.perf_counter()
+        b = lora.sample(lora.model, cond, seed)
+        secs["base"] += t1 - t0
+        secs["lora"] += time.perf_counter() - t1
         for label, lat in (("base", a), ("lora", b)):
             drawn[label] += bool(scenes.masks_of(lat, [name])[name].any())
         diffs.append(float((a - b).abs().mean() / a.abs().mean().clamp_min(1e-8)))
     lo, hi = effect.bootstrap(diffs)[1:]
     report = {"n": args.n, "lora": args.lora, "lora_strength": args.lora_strength,
               "drawn_base": drawn["base"] / args.n, "drawn_lora": drawn["lora"] / args.n,
-              "relative_latent_change": sum(diffs) / len(diffs), "relative_latent_change_ci": [lo, hi]}
+              "relative_latent_change": sum(diffs) / len(diffs), "relative_latent_change_ci": [lo, hi],
+              "seconds_base": secs["base"], "seconds_lora": secs["lora"], "time_ratio": secs["lora"] / secs["base"]}
     print(json.dumps(report))
     return 0
 

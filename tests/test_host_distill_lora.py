@@ -118,3 +118,27 @@ def test_refuses_a_model_family_it_cannot_train(host):
 
     with pytest.raises(ValueError, match="model"):
         distil(host, model=comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu"))
+
+
+@pytest.mark.parametrize("kind,teacher", [("flux", "psg"), ("sd3", "layout+psg")])
+def test_dit_teacher_records_and_distils(host, kind, teacher):
+    """Flux.1 (cfg 1, one pass a state) and SD3 (cfg 5): the guided teacher's steps are recorded and a LoRA
+    in Load LoRA's format is trained through the stock blocks (autograd's mutation mode for their in-place
+    adds), on tiny random models whose text stream is the fixture CLIP's."""
+    import comfy.sd
+    from test_host_pos_lora import dit_model
+
+    model = dit_model(kind)
+    cfg = 1.0 if kind == "flux" else 5.0
+    _, lora, loss, _, _, preview, summary = distil(host, model=model, teacher=teacher, cfg=cfg, steps=2,
+                                                   train_steps=2, lr=1e-2)
+    assert f"the {teacher} teacher guided 2" in summary and "recorded steps: 4" in summary, summary
+    assert all(v == v and v > 0 for v in loss["loss"]), loss
+    ups = [k for k in lora if k.endswith("lora_up.weight")]
+    assert ups and all(k.startswith("diffusion_model.") for k in ups)
+    with torch.inference_mode():
+        patched, _ = comfy.sd.load_lora_for_models(model, None, lora, 1.0, 0)
+    cond = host.nodes.CLIPTextEncode().encode(host.clip, "a bird below a car")[0]
+    a = sample(host, model, cond, seed=1, steps=2, cfg=cfg, size=64)
+    assert not torch.equal(a, sample(host, patched, cond, seed=1, steps=2, cfg=cfg, size=64))
+    assert preview.shape[0] == 1 and preview.shape[-1] == 3
