@@ -52,7 +52,7 @@ def testbed(args):
 
 def prompts(n: int, seed: int) -> list[str]:
     """n distinct training captions (training object pairs only), seeded."""
-    from pos_core import scenes
+    from pos_spatial_pack.pos_core import scenes
 
     caps = sorted({c[0] for c in scenes.training_prompts(0)})
     return random.Random(seed).sample(caps, min(n, len(caps)))
@@ -114,10 +114,9 @@ def cmd_noharm(args) -> int:
     """One object, no relation: objects drawn with and without the LoRA, and the latent's mean |change|."""
     import torch
 
-    from pos_core import scenes
-
-    bench = effect.Bench(_ckpt(args), effect.arch(args))
+    bench = effect.Bench(_ckpt(args), effect.arch(args))  # loads the pack
     lora = effect.Bench(_ckpt(args), effect.arch(args), lora_file=args.lora, lora_strength=args.lora_strength)
+    from pos_spatial_pack.pos_core import scenes
     names = sorted(scenes.CLASSES)
     rng = random.Random(args.seed)
     drawn = {"base": 0, "lora": 0}
