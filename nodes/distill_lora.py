@@ -33,12 +33,12 @@ from .layout import PoSLayoutFromRelations
 from .relations import PoSRelationsFromPrompt
 from .train_lora import (
     DIT_FAMILIES,
-    UNET_FAMILIES,
     PoSTrainLoRA,
     batch_cond,
     caption_of,
     comfy_training,
     dataset_files,
+    trainable_family,
 )
 
 log = logging.getLogger("pos_spatial")
@@ -310,13 +310,7 @@ class PoSDistillLoRA(io.ComfyNode):
         comfy_training()  # a clear error where this ComfyUI has no LoRA trainer
         if model is None or clip is None:
             raise ValueError(f"{'model' if model is None else 'clip'} is empty: connect the checkpoint's MODEL and CLIP")
-        try:
-            family = family_of(model)
-        except ValueError as e:
-            raise ValueError(f"model: {e}") from None
-        if family.name not in UNET_FAMILIES + DIT_FAMILIES:
-            raise ValueError(f"model: PoS Distill LoRA trains SD1.x, SD2.x, SDXL, Flux.1 and SD3 / SD3.5 models; this "
-                             f"is {family.label}, which PoS Guidance and PoS Layout guide at sampling time instead")
+        trainable_family(model, "PoS Distill LoRA")
         if teacher not in distill.TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(distill.TEACHERS)}, got {teacher!r}")
         if sampler_name not in comfy.samplers.KSampler.SAMPLERS or scheduler not in comfy.samplers.KSampler.SCHEDULERS:
@@ -389,12 +383,9 @@ class PoSDistillLoRA(io.ComfyNode):
                                      scheduler=scheduler, denoise=1.0)
         sigmas = ks.sigmas.float().cpu().tolist()
         for p, text in enumerate(texts):
-            if teacher == "none":
-                cond = cls._encode(text, clip)[0]
-                model_t, pos_t, g = model, cond, False
-            else:
-                model_t, pos_t, cond, g = cls._teacher_setup(model, clip, text, teacher, scale, guided_fraction,
-                                                             layout_margin, width, height)
+            # teacher "none" (the control): the base model and prompt, as for a prompt no teacher can guide
+            model_t, pos_t, cond, g = cls._teacher_setup(model, clip, text, teacher, scale, guided_fraction,
+                                                         layout_margin, width, height)
             guided += g
             if len(cond) != 1:
                 raise ValueError(f"prompt {text!r} encodes to {len(cond)} conditionings; give one plain prompt a line")
@@ -416,12 +407,8 @@ class PoSDistillLoRA(io.ComfyNode):
         neg = clip.encode_from_tokens_scheduled(clip.tokenize(negative or ""))
         latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros([1, 4, height // 8, width // 8]))
         noise = comfy.sample.prepare_noise(latent, seed)
-        if teacher == "none":
-            cond = cls._encode(text, clip)[0]
-            model_t, pos_t = model, cond
-        else:
-            model_t, pos_t, cond, _ = cls._teacher_setup(model, clip, text, teacher, scale, guided_fraction,
-                                                         layout_margin, width, height)
+        model_t, pos_t, cond, _ = cls._teacher_setup(model, clip, text, teacher, scale, guided_fraction,
+                                                     layout_margin, width, height)
         panels = []
         for label, m, pos in (("base", model, cond), (f"teacher ({teacher})", model_t, pos_t), ("LoRA", mp, cond)):
             out = comfy.sample.sample(m, noise, steps, cfg, sampler_name, scheduler, pos, neg, latent, denoise=1.0,

@@ -54,6 +54,18 @@ def comfy_training():
     return nodes_train, adapter_maps
 
 
+def trainable_family(model, node: str):
+    """The model's family where `node` can train it (UNets, Flux.1, SD3); ValueError naming `model` otherwise."""
+    try:
+        family = family_of(model)
+    except ValueError as e:
+        raise ValueError(f"model: {e}") from None
+    if family.name not in DIT_FAMILIES + UNET_FAMILIES:
+        raise ValueError(f"model: {node} trains SD1.x, SD2.x, SDXL, Flux.1 and SD3 / SD3.5 models; this is "
+                         f"{family.label}, which PoS Guidance and PoS Layout guide at sampling time instead")
+    return family
+
+
 def dataset_files(folder: str) -> list[str]:
     """The image files of an input folder in the order Load Image and Text Dataset from Folder loads them
     (os.listdir order; kohya-style `<repeats>_<name>` subfolders repeated), so caption i is latent i."""
@@ -433,13 +445,7 @@ class PoSTrainLoRA(io.ComfyNode):
                                 blocks, softmax))
         latents, positive = dataset_latents(latents), dataset_conditioning(positive)
         nodes_train, adapter_maps = comfy_training()
-        try:
-            family = family_of(model)
-        except ValueError as e:
-            raise ValueError(f"model: {e}") from None
-        if family.name not in DIT_FAMILIES + UNET_FAMILIES:
-            raise ValueError(f"model: PoS Train LoRA trains SD1.x, SD2.x, SDXL, Flux.1 and SD3 / SD3.5 models; this is "
-                             f"{family.label}, which PoS Guidance and PoS Layout guide at sampling time instead")
+        family = trainable_family(model, "PoS Train LoRA")
         joint = family.name in DIT_FAMILIES
         if clip is None:
             raise ValueError("clip is empty: connect the CLIP that encoded the captions")
