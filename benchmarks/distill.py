@@ -3,6 +3,7 @@ from the testbed model's own guided sampling, on prompts of training object pair
 
     COMFYUI_PATH=... python benchmarks/distill.py train --teachers none,psg,layout,layout+psg [--prompts 128]
     COMFYUI_PATH=... python benchmarks/distill.py noharm --lora FILE [--n 100]      # one object, no relation
+    COMFYUI_PATH=... python benchmarks/distill.py fit --reference --configs move:5e-4:8:300,endpoint:5e-4:8:300
     # then, per LoRA file `train` printed (the same held-out cases and scoring as every testbed table):
     COMFYUI_PATH=... python benchmarks/effect.py eval --lora FILE --n 200 --ways unguided [--lora-strength S]
     python benchmarks/pos_lora.py table base=DIR:unguided control=DIR:unguided ... --ref control
@@ -14,7 +15,10 @@ LoRA start (teacher `none` is the control: the base's own trajectories). Files a
 ~/.cache/pos_spatial_testbed/distill (or $POS_TESTBED_CACHE/distill) with a .json of the node's summary,
 losses and seconds. `noharm` samples one-object prompts with and without the LoRA at the same seeds and
 reports how often the object is drawn, how far the latent moves, and the LoRA's sampling time against the
-base's (interleaved in one process).
+base's (interleaved in one process). `fit` asks whether a LoRA fits its teacher where it was trained: a few
+training captions, their teacher trajectories, LoRAs of the given target / rate / rank / steps, each scored on
+those captions at new seeds against the base and the teacher (the settings are chosen there, never on the
+reported cases).
 """
 
 from __future__ import annotations
@@ -145,6 +149,91 @@ def cmd_noharm(args) -> int:
     return 0
 
 
+def fit_rows(k: int) -> list[tuple[str, str, str, str]]:
+    """The fit check's k training captions (prompt, subject, relation, object): a seeded shuffle of all of them."""
+    from pos_spatial_pack.pos_core import scenes
+
+    rows = sorted(scenes.training_prompts(0))
+    random.Random(1).shuffle(rows)
+    return rows[:k]
+
+
+def fit_accuracy(model, clip, rows, teacher: str, scale: float, guided: bool, seeds: int) -> dict:
+    """Relation accuracy on the fit check's own prompts at `seeds` new seeds each (500_000 + 100 p + j: no
+    teacher trajectory and no reported case uses them): the model unguided, or with guided the teacher."""
+    import nodes
+    import testbed
+    import torch
+    from pos_spatial_pack.nodes.distill_lora import PoSDistillLoRA
+
+    neg = nodes.CLIPTextEncode().encode(clip, "")[0]
+    latent = nodes.EmptyLatentImage().generate(effect.SIZE, effect.SIZE, 1)[0]
+    ok = []
+    for p, (text, s, r, o) in enumerate(rows):
+        model_t, pos_t, cond, _ = PoSDistillLoRA._teacher_setup(model, clip, text, teacher, scale, 0.5, 1 / 16,
+                                                                effect.SIZE, effect.SIZE)
+        for j in range(seeds):
+            with torch.inference_mode():
+                lat = nodes.common_ksampler(model_t if guided else model, 500_000 + p * 100 + j, effect.STEPS,
+                                            effect.CFG, effect.SAMPLER, effect.SCHEDULER, pos_t if guided else cond,
+                                            neg, latent)[0]["samples"][0]
+            ok.append(float(effect.score_case(testbed, lat, s, r, o)["correct"]))
+    lo, hi = effect.bootstrap(ok)[1:]
+    return {"n": len(ok), "accuracy": sum(ok) / len(ok), "ci": [lo, hi]}
+
+
+def cmd_fit(args) -> int:
+    """Can the LoRA fit its teacher where it was trained? A few training captions, the teacher's trajectories
+    recorded once (cached), then one LoRA per --configs entry (target:lr:rank:steps), each scored on the same
+    captions at new seeds against the base and the teacher (--reference). Chooses settings without touching
+    the reported cases."""
+    import comfy.utils
+    import torch
+    from pos_spatial_pack.nodes.distill_lora import PoSDistillLoRA, distill_train
+    from pos_spatial_pack.pos_core import distill
+
+    _, model, clip, _ = testbed(args)
+    rows = fit_rows(args.prompts)
+    texts = [r[0] for r in rows]
+    path = cache_dir() / f"fit_{args.teacher.replace('+', '_')}_{args.prompts}x{args.trajectories}.pt"
+    if not path.exists():
+        t0 = time.time()
+        with torch.inference_mode():
+            recs = PoSDistillLoRA._teacher(model, clip, texts, args.teacher, args.scale, 0.5, 1 / 16, effect.SAMPLER,
+                                           effect.SCHEDULER, effect.STEPS, effect.CFG, effect.SIZE, effect.SIZE,
+                                           args.trajectories, 0.0, 0, "", comfy.utils.ProgressBar(1))[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(recs.__dict__, path)
+        print(json.dumps({"recorded": len(recs), "seconds": round(time.time() - t0, 1)}), flush=True)
+    recs = distill.Records(**torch.load(path))
+    if args.reference:
+        print(json.dumps({"base": fit_accuracy(model, clip, rows, args.teacher, args.scale, False, args.seeds),
+                          "teacher": fit_accuracy(model, clip, rows, args.teacher, args.scale, True, args.seeds)}),
+              flush=True)
+    with torch.inference_mode():
+        pos = [PoSDistillLoRA._encode(t, clip)[0][0] for t in texts]
+        neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    for spec in [c for c in args.configs.split(",") if c.strip()]:
+        target, lr, rank, steps = spec.split(":")
+        if target not in ("move", "endpoint"):
+            sys.exit(f"distill.py fit: --configs target must be move or endpoint, got {target!r}")
+        train_recs = recs if target == "move" else distill.endpoint_targets(recs, effect.STEPS)
+        t0 = time.time()
+        with torch.inference_mode():
+            mp, _, losses = distill_train(model, train_recs, pos, neg, effect.CFG, int(rank), int(steps), args.batch,
+                                          float(lr), 0, torch.float32, False, comfy.utils.ProgressBar(int(steps)))
+        torch.set_grad_enabled(True)
+        secs = time.time() - t0
+        loss = losses["loss"]
+        q = max(1, len(loss) // 10)
+        print(json.dumps({"target": target, "lr": float(lr), "rank": int(rank), "steps": int(steps),
+                          "batch": args.batch, "train_seconds": round(secs), "loss_first_10pc": sum(loss[:q]) / q,
+                          "loss_last_10pc": sum(loss[-q:]) / q,
+                          "lora": fit_accuracy(mp, clip, rows, args.teacher, args.scale, False, args.seeds)}),
+              flush=True)
+    return 0
+
+
 def _ckpt(args) -> Path:
     tb = argparse.Namespace(encoder=args.encoder, steps=args.testbed_steps, relation_noise=0.0, seed=0, init="", three=0.0)
     return effect.arch(args).checkpoint_path(effect.config_from(tb))
@@ -153,7 +242,7 @@ def _ckpt(args) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "noharm"):
+    for name in ("train", "noharm", "fit"):
         p = sub.add_parser(name)
         p.add_argument("--encoder", default="isolated")
         p.add_argument("--testbed-steps", type=int, default=2400, help="which cached testbed (its training steps)")
@@ -170,13 +259,23 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--train-steps", type=int, default=600)
             p.add_argument("--batch", type=int, default=16)
             p.add_argument("--lr", type=float, default=5e-4)
+        elif name == "fit":
+            p.add_argument("--teacher", default="psg", choices=("psg", "layout", "layout+psg"))
+            p.add_argument("--prompts", type=int, default=16, help="training captions the LoRAs are fitted on")
+            p.add_argument("--trajectories", type=int, default=4)
+            p.add_argument("--scale", type=float, default=effect.DEFAULT_SCALE)
+            p.add_argument("--seeds", type=int, default=8, help="new seeds per caption when scoring")
+            p.add_argument("--batch", type=int, default=16)
+            p.add_argument("--configs", default="move:5e-4:8:300",
+                           help="comma-separated target:lr:rank:steps (target: move or endpoint)")
+            p.add_argument("--reference", action="store_true", help="also score the base and the teacher")
         else:
             p.add_argument("--lora", required=True)
             p.add_argument("--lora-strength", type=float, default=1.0)
             p.add_argument("--n", type=int, default=100)
     args = ap.parse_args(argv)
     effect.setup()
-    return {"train": cmd_train, "noharm": cmd_noharm}[args.cmd](args)
+    return {"train": cmd_train, "noharm": cmd_noharm, "fit": cmd_fit}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,11 @@ class PoSDistillLoRA(io.ComfyNode):
             raise ValueError(f"sampler_name / scheduler: {sampler_name!r} / {scheduler!r} is not one this ComfyUI has")
         if width % 8 or height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {width} x {height}")
+        for name, value, lo, hi in (("rank", rank, 1, 128), ("train_steps", train_steps, 1, 100000),
+                                    ("batch_size", batch_size, 1, 1024), ("trajectories", trajectories, 1, 256),
+                                    ("steps", steps, 1, 200)):
+            if not lo <= value <= hi:  # the schema bounds a queued prompt; an API call or script can pass anything
+                raise ValueError(f"{name} must be from {lo} to {hi}, got {value}")
         texts = distill_prompts(prompts, objects, phrasings, dataset_folder)
         steps_total = len(texts) * trajectories
         pbar = comfy.utils.ProgressBar(steps_total + train_steps + 3)

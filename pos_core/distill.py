@@ -73,6 +73,19 @@ class Records:
                 torch.stack([self.target[i] for i in idx]), [self.prompt[i] for i in idx])
 
 
+def endpoint_targets(records: Records, steps: int) -> Records:
+    """The same states with each one's target replaced by its trajectory's final sample (the last step's
+    denoised prediction, which an Euler step to sigma 0 returns): the measured alternative to the teacher's
+    move, learning where the teacher ends from every state of its path. Records must hold whole trajectories
+    of `steps` states, in order (as the node records them)."""
+    if steps <= 0 or len(records) % steps:
+        raise ValueError(f"{len(records)} records are not whole trajectories of {steps} steps")
+    out = Records(list(records.x), list(records.sigma), list(records.target), list(records.prompt))
+    for i in range(len(records)):
+        out.target[i] = records.target[(i // steps) * steps + steps - 1]
+    return out
+
+
 def distill_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the student's and the teacher's denoised predictions (per element),
     the x0-space loss that for an Euler step equals matching the move itself up to (sigma_next - sigma)^2."""

@@ -57,3 +57,16 @@ def test_distill_loss_is_mse_and_checks_shapes():
     assert float(distill.distill_loss(a, b)) == pytest.approx(4.0)
     with pytest.raises(ValueError, match="differ in shape"):
         distill.distill_loss(a, torch.zeros(3, 2))
+
+
+def test_endpoint_targets_are_each_trajectorys_last_prediction():
+    r = distill.Records()
+    for traj in range(2):
+        for step in range(3):
+            r.add(torch.full((1, 2), float(step)), 10.0 - step, torch.full((1, 2), 10.0 * traj + step), prompt=traj)
+    e = distill.endpoint_targets(r, 3)
+    assert [float(t[0, 0]) for t in e.target] == [2, 2, 2, 12, 12, 12]
+    assert [float(t[0, 0]) for t in r.target] == [0, 1, 2, 10, 11, 12]  # the records themselves are kept
+    assert e.sigma == r.sigma and e.prompt == r.prompt
+    with pytest.raises(ValueError, match="whole trajectories"):
+        distill.endpoint_targets(r, 4)

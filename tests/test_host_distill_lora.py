@@ -107,6 +107,11 @@ def test_objects_crossed_with_phrasings_become_the_prompts(host):
     ({"width": 60}, "multiples of 8"),
     ({"objects": "cat"}, "objects: give at least two"),
     ({"dataset_folder": "no_such_folder_here"}, "dataset_folder 'no_such_folder_here' is not a folder"),
+    ({"sampler_name": "no_such_sampler"}, "sampler_name / scheduler: 'no_such_sampler'"),
+    ({"scheduler": "no_such_scheduler"}, "'no_such_scheduler' is not one this ComfyUI has"),
+    ({"rank": 0}, "rank must be from 1 to 128, got 0"),
+    ({"train_steps": 0}, "train_steps must be from 1 to 100000, got 0"),
+    ({"trajectories": 300}, "trajectories must be from 1 to 256, got 300"),
 ])
 def test_bad_input_names_the_input(host, kw, words):
     with pytest.raises(ValueError, match=words):
@@ -142,3 +147,16 @@ def test_dit_teacher_records_and_distils(host, kind, teacher):
     a = sample(host, model, cond, seed=1, steps=2, cfg=cfg, size=64)
     assert not torch.equal(a, sample(host, patched, cond, seed=1, steps=2, cfg=cfg, size=64))
     assert preview.shape[0] == 1 and preview.shape[-1] == 3
+
+
+def test_cancelling_stops_the_node_and_returns_nothing(host):
+    """ComfyUI's Cancel (the interrupt flag) stops the teacher's sampling with ComfyUI's own exception: the node
+    returns no LoRA, so nothing partial reaches Save LoRA."""
+    import comfy.model_management as mm
+
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            distil(host)
+    finally:
+        mm.interrupt_current_processing(False)

@@ -304,8 +304,9 @@ def test_management_and_paths(host):
     import node_helpers
 
     internal = "model management and paths"
-    has(mm, ["throw_exception_if_processing_interrupted", "InterruptProcessingException", "get_free_memory",
-             "load_models_gpu", "intermediate_device", "get_torch_device"], internal, "comfy.model_management")
+    has(mm, ["throw_exception_if_processing_interrupted", "InterruptProcessingException",
+             "interrupt_current_processing", "get_free_memory", "load_models_gpu", "intermediate_device",
+             "get_torch_device"], internal, "comfy.model_management")
     has(folder_paths, ["add_model_folder_path", "get_folder_paths", "get_input_directory", "get_output_directory",
                        "models_dir"], internal, "folder_paths")
     has(node_helpers, ["conditioning_set_values", "string_to_torch_dtype"], internal, "node_helpers")
