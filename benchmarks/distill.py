@@ -187,12 +187,12 @@ def cmd_fit(args) -> int:
     recorded once (cached), then one LoRA per --configs entry (target:lr:rank:steps), each scored on the same
     captions at new seeds against the base and the teacher (--reference). Chooses settings without touching
     the reported cases."""
+    _, model, clip, _ = testbed(args)  # loads the pack
     import comfy.utils
     import torch
     from pos_spatial_pack.nodes.distill_lora import PoSDistillLoRA, distill_train
     from pos_spatial_pack.pos_core import distill
 
-    _, model, clip, _ = testbed(args)
     rows = fit_rows(args.prompts)
     texts = [r[0] for r in rows]
     path = cache_dir() / f"fit_{args.teacher.replace('+', '_')}_{args.prompts}x{args.trajectories}.pt"
