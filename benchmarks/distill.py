@@ -187,6 +187,10 @@ def cmd_fit(args) -> int:
     recorded once (cached), then one LoRA per --configs entry (target:lr:rank:steps), each scored on the same
     captions at new seeds against the base and the teacher (--reference). Chooses settings without touching
     the reported cases."""
+    configs = [c.split(":") for c in args.configs.split(",") if c.strip()]
+    bad = [":".join(c) for c in configs if len(c) != 4 or c[0] not in ("move", "endpoint")]
+    if bad:  # before an hour of training, not after the first config
+        sys.exit(f"distill.py fit: --configs entries are target:lr:rank:steps with target move or endpoint: {bad}")
     _, model, clip, _ = testbed(args)  # loads the pack
     import comfy.utils
     import torch
@@ -213,10 +217,7 @@ def cmd_fit(args) -> int:
     with torch.inference_mode():
         pos = [PoSDistillLoRA._encode(t, clip)[0][0] for t in texts]
         neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    for spec in [c for c in args.configs.split(",") if c.strip()]:
-        target, lr, rank, steps = spec.split(":")
-        if target not in ("move", "endpoint"):
-            sys.exit(f"distill.py fit: --configs target must be move or endpoint, got {target!r}")
+    for target, lr, rank, steps in configs:
         train_recs = recs if target == "move" else distill.endpoint_targets(recs, effect.STEPS)
         t0 = time.time()
         with torch.inference_mode():

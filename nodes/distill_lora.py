@@ -44,6 +44,15 @@ from .train_lora import (
 log = logging.getLogger("pos_spatial")
 
 PREVIEW = "a cat to the left of a dog"
+# the integer inputs' ranges: the schema's min / max and the check execute() makes for calls that bypass it
+LIMITS = {"rank": (1, 128), "train_steps": (1, 100000), "batch_size": (1, 1024), "trajectories": (1, 256),
+          "steps": (1, 200)}
+
+
+def bounds(name: str) -> dict[str, int]:
+    """An integer input's min and max for its schema entry."""
+    lo, hi = LIMITS[name]
+    return {"min": lo, "max": hi}
 
 
 def distill_prompts(prompts: str, objects: str, phrasings: str, dataset_folder: str) -> list[str]:
@@ -256,19 +265,19 @@ class PoSDistillLoRA(io.ComfyNode):
                                        "with (a first-order sampler such as euler records each step's state)."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
                                tooltip="The teacher's scheduler."),
-                io.Int.Input("steps", default=20, min=1, max=200, tooltip="The teacher's sampling steps."),
+                io.Int.Input("steps", default=20, **bounds("steps"), tooltip="The teacher's sampling steps."),
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1,
                                tooltip="CFG of the teacher and of the student's training passes (1 for Flux)."),
                 io.Int.Input("width", default=512, min=64, max=4096, step=8, tooltip="Teacher image width."),
                 io.Int.Input("height", default=512, min=64, max=4096, step=8, tooltip="Teacher image height."),
-                io.Int.Input("trajectories", default=4, min=1, max=256,
+                io.Int.Input("trajectories", default=4, **bounds("trajectories"),
                              tooltip="Teacher trajectories (seeds) per prompt."),
                 io.Float.Input("base_fraction", default=0.0, min=0.0, max=1.0, step=0.05,
                                tooltip="The fraction of each prompt's trajectories sampled by the base instead of "
                                        "the teacher, to keep the LoRA close to the base."),
-                io.Int.Input("rank", default=8, min=1, max=128, tooltip="LoRA rank."),
-                io.Int.Input("train_steps", default=300, min=1, max=100000, tooltip="Training steps."),
-                io.Int.Input("batch_size", default=8, min=1, max=1024,
+                io.Int.Input("rank", default=8, **bounds("rank"), tooltip="LoRA rank."),
+                io.Int.Input("train_steps", default=300, **bounds("train_steps"), tooltip="Training steps."),
+                io.Int.Input("batch_size", default=8, **bounds("batch_size"),
                              tooltip="Recorded states per training step (each one cond and one uncond pass)."),
                 io.Float.Input("learning_rate", default=5e-4, min=1e-7, max=1.0, step=1e-5,
                                tooltip="AdamW learning rate."),
@@ -317,11 +326,11 @@ class PoSDistillLoRA(io.ComfyNode):
             raise ValueError(f"sampler_name / scheduler: {sampler_name!r} / {scheduler!r} is not one this ComfyUI has")
         if width % 8 or height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {width} x {height}")
-        for name, value, lo, hi in (("rank", rank, 1, 128), ("train_steps", train_steps, 1, 100000),
-                                    ("batch_size", batch_size, 1, 1024), ("trajectories", trajectories, 1, 256),
-                                    ("steps", steps, 1, 200)):
-            if not lo <= value <= hi:  # the schema bounds a queued prompt; an API call or script can pass anything
-                raise ValueError(f"{name} must be from {lo} to {hi}, got {value}")
+        values = {"rank": rank, "train_steps": train_steps, "batch_size": batch_size, "trajectories": trajectories,
+                  "steps": steps}
+        for name, (lo, hi) in LIMITS.items():  # the schema bounds a queued prompt; a script can pass anything
+            if not lo <= values[name] <= hi:
+                raise ValueError(f"{name} must be from {lo} to {hi}, got {values[name]}")
         texts = distill_prompts(prompts, objects, phrasings, dataset_folder)
         steps_total = len(texts) * trajectories
         pbar = comfy.utils.ProgressBar(steps_total + train_steps + 3)
